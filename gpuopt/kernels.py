@@ -137,6 +137,11 @@ def parse(text: str, name: str) -> KernelSource:
             headers[kind] = _parse_params(m.group(2), f"{name}.cu:{lineno}")
             continue
         d = _DIRECTIVE.match(line)
+        if d is None and line.lstrip().startswith("#"):
+            # Anything else (#ifdef WD, #if wd, #define) would reach the C compiler,
+            # which reads an unknown flag as 0 and silently drops the branch.
+            raise ValueError(f"{name}.cu:{lineno}: {line.strip()!r}: only '#if FLAG', "
+                             "'#if !FLAG', '#else' and '#endif' (FLAG in capitals) may appear")
         if d and d.group(3):
             flags.add(d.group(3))
         body.append(line)
@@ -150,23 +155,25 @@ def parse(text: str, name: str) -> KernelSource:
 
 def _resolve(body: str, flags: frozenset[str], name: str) -> str:
     """Keep the body lines whose enclosing #if conditions hold; drop the directives."""
-    out, stack = [], []  # stack of (this branch active, parent active)
+    out, stack = [], []  # stack of (this branch active, parent active, in #else)
     for line in body.splitlines():
         d = _DIRECTIVE.match(line)
         if not d:
-            if all(active for active, _ in stack):
+            if all(active for active, _, _ in stack):
                 out.append(line)
             continue
         kind, neg, flag = d.groups()
         if kind == "if":
             if flag is None:
                 raise ValueError(f"kernel {name!r}: '#if' needs a flag name")
-            stack.append(((flag in flags) != (neg == "!"), all(a for a, _ in stack)))
+            stack.append(((flag in flags) != (neg == "!"), all(a for a, _, _ in stack), False))
         elif not stack:
             raise ValueError(f"kernel {name!r}: '#{kind}' without '#if'")
         elif kind == "else":
-            active, parent = stack.pop()
-            stack.append((not active, parent))
+            active, parent, in_else = stack.pop()
+            if in_else:
+                raise ValueError(f"kernel {name!r}: second '#else' in one '#if'")
+            stack.append((not active, parent, True))
         else:
             stack.pop()
     if stack:

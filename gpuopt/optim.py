@@ -36,6 +36,7 @@ conventions where the papers leave a choice.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -163,6 +164,7 @@ class Optimizer:
         self.clip_value = None if clip_value is None else _check_hyper(
             "clip_value", clip_value, low_open=True)
         self.skip_nonfinite = bool(skip_nonfinite)
+        self._checked_shapes: set = set()  # parameter shapes the hyperparameters fit
         self.launches = 0  # kernel launches (NumPy: rule applications) so far
 
     # -- subclasses -------------------------------------------------------
@@ -270,15 +272,40 @@ class Optimizer:
             return
         self._clip(xp, gs)
         t = state["step"] + ~bad
-        saved = self._save_runs(xp, ps, bufs, bad) if bad.any() else None
-        self._update(xp, ps, gs, bufs, t)
-        if saved is not None:
+        if bad.any():
+            saved = self._save_runs(xp, ps, bufs, bad)
+            # The skipped runs' NaN and Inf flow through the update and are then
+            # undone; they were asked to be skipped, so NumPy must not warn about them.
+            with np.errstate(all="ignore"):
+                self._update(xp, ps, gs, bufs, t)
             self._restore_runs(ps, bufs, bad, saved)
+        else:
+            self._update(xp, ps, gs, bufs, t)
         state["step"] = t
         state["skipped"] += bad
 
     def _prepare_step(self, xp, ps):
-        """Hook for per-step checks that need the parameters (hyperparameter shapes)."""
+        """Per-step checks that need the parameters: every hyperparameter array must
+        broadcast against every parameter array. Checked here, by the name the user
+        gave, before anything changes; later the host-folded scalars (``step_size``,
+        ``decay``, ...) would report it under their own names, after earlier arrays
+        had been updated or clipped."""
+        for p in ps:
+            if p.shape in self._checked_shapes:
+                continue
+            for name, value in self._array_hypers():
+                _prepare(name, value, p, np, np.dtype(np.float64))
+            self._checked_shapes.add(p.shape)
+
+    def _array_hypers(self):
+        """The hyperparameters given as arrays, by name (``betas[0]`` for a pair)."""
+        for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, np.ndarray):
+                yield name, value
+            elif isinstance(value, tuple):
+                yield from ((f"{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, np.ndarray))
 
     def _save_runs(self, xp, ps, bufs, bad):
         idx = xp.asarray(np.flatnonzero(bad))
@@ -372,6 +399,7 @@ class ElementwiseOptimizer(Optimizer):
         raise NotImplementedError
 
     def _prepare_step(self, xp, ps):
+        super()._prepare_step(xp, ps)
         for p in ps:  # shape errors name the hyperparameter before anything changes
             self._static_for(p, xp)
 
@@ -384,17 +412,41 @@ class ElementwiseOptimizer(Optimizer):
             self._static_cache[key] = hit
         return hit
 
+    @property
+    def variant(self) -> kernels.Kernel:
+        """The kernel variant (file and flags) this optimizer's settings select."""
+        return self._variant
+
+    def kernel_inputs(self, p, t) -> dict:
+        """The kernel inputs other than ``g`` for parameter array ``p`` when the update
+        makes the step count ``t`` (1 on the first update; an int, or an int array of
+        shape ``(R,)`` per run): by name, in the kernel's order, each a scalar of the
+        compute dtype or an array on ``p``'s device that broadcasts against ``p``.
+        Exactly what the kernel launch and the NumPy rule receive (the CPU test harness
+        feeds them to the kernel text)."""
+        xp = backend.array_module(("p", p))
+        return self._inputs_for(p, xp, self._dynamic(_step_count(t)))
+
+    def _inputs_for(self, p, xp, dynamic) -> dict:
+        cd = backend.compute_dtype(p.dtype)
+        h = self._static_for(p, xp)
+        out = {}
+        for q in self._variant.inputs:
+            if q.name == "g":
+                continue
+            if q.name in dynamic:
+                out[q.name] = _prepare(q.name, dynamic[q.name], p, xp, cd)
+            elif q.name in h:
+                out[q.name] = h[q.name]
+            else:
+                raise KeyError(f"{type(self).__name__} provides no input {q.name!r} of kernel "
+                               f"{self._variant.cuda_name}")
+        return out
+
     def _update(self, xp, ps, gs, bufs, t):
-        # One step count for all runs (the usual case) folds into scalars; after the
-        # guard skipped some runs, step-dependent scalars become per-run arrays.
-        if t.ndim and (t == t.flat[0]).all():
-            t = t.flat[0]
-        tt = float(t) if np.ndim(t) == 0 else t.astype(np.float64)[:, None]
-        dynamic = self._dynamic(tt)
+        dynamic = self._dynamic(_step_count(t))
         for i, (p, g) in enumerate(zip(ps, gs)):
-            cd = backend.compute_dtype(p.dtype)
-            h = dict(self._static_for(p, xp))
-            h.update((k, _prepare(k, v, p, xp, cd)) for k, v in dynamic.items())
+            h = self._inputs_for(p, xp, dynamic)
             s = {name: bufs[name][i] for name in self.state_names}
             if xp is np:
                 self._numpy_apply(p, g, s, h)
@@ -452,8 +504,22 @@ class ElementwiseOptimizer(Optimizer):
             run(0, blocks)
             return
         parts = [blocks[w::nthreads] for w in range(nthreads)]
-        for f in [_get_pool().submit(run, w, part) for w, part in enumerate(parts)]:
+        # Each worker runs in a copy of the caller's context, so that the caller's
+        # np.errstate (a context variable) holds on the worker threads too.
+        futures = [_get_pool().submit(contextvars.copy_context().run, run, w, part)
+                   for w, part in enumerate(parts)]
+        for f in futures:
             f.result()
+
+
+def _step_count(t):
+    """The step count as host scalars take it. One count for all runs (the usual
+    case) folds into a float; after the non-finite guard skipped some runs,
+    step-dependent scalars become per-run arrays of shape ``(R, 1)``."""
+    t = np.asarray(t)
+    if t.ndim and (t == t.flat[0]).all():
+        t = t.flat[0]
+    return float(t) if np.ndim(t) == 0 else t.astype(np.float64)[:, None]
 
 
 def _as_2d(a):
