@@ -20,6 +20,8 @@ from .optim import (
     RMSProp,
     get_optimizer,
 )
+from .store import load_results
+from .study import Study, load_spec
 
 __version__ = "0.1.0"
 
@@ -28,3 +30,4 @@ __all__ = [
     "Nesterov", "Newton", "OptimizeResult", "Optimizer", "RMSProp", "backend",
     "get_optimizer", "kernels", "minimize",
 ]
+__all__ += ["Study", "load_results", "load_spec"]

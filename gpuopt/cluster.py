@@ -172,7 +172,12 @@ def connect(kind: str = "local", *, spec=None, scheduler: str | None = None, wor
     from distributed import Client
 
     if scheduler:
-        client = Client(scheduler)
+        import dask
+
+        try:  # waits up to Dask's connect timeout (distributed.comm.timeouts.connect)
+            client = Client(scheduler, timeout=dask.config.get("distributed.comm.timeouts.connect"))
+        except (OSError, TimeoutError) as e:
+            raise ClusterError(f"cannot connect to the Dask scheduler at {scheduler}: {e}") from None
         try:
             yield client
         finally:
@@ -222,11 +227,29 @@ def dashboard_link(client) -> str | None:
 # Chunk size
 
 
-def default_chunk_size(spec, workers: int, per_step: tuple[float, float] | None = None) -> int:
+@contextlib.contextmanager
+def _single_threaded():
+    """gpuopt's NumPy thread pools limited to one thread, as on a worker process (the
+    pools read GPUOPT_NUM_THREADS at each call)."""
+    old = os.environ.get("GPUOPT_NUM_THREADS")
+    os.environ["GPUOPT_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GPUOPT_NUM_THREADS", None)
+        else:
+            os.environ["GPUOPT_NUM_THREADS"] = old
+
+
+def default_chunk_size(spec, workers: int, per_step: tuple[float, float] | None = None,
+                       single_thread: bool = False) -> int:
     """The chunk size for ``workers`` workers (see the module docstring); ``per_step``
-    is ``(a, b)`` seconds per step for ``R`` runs as ``a + b R``, measured when None."""
+    is ``(a, b)`` seconds per step for ``R`` runs as ``a + b R``, measured when None
+    (with ``single_thread``, measured as a single-threaded CPU worker runs)."""
     if per_step is None:
-        per_step = engine.measure(spec)
+        with _single_threaded() if single_thread else contextlib.nullcontext():
+            per_step = engine.measure(spec)
     a, b = per_step
     b = max(b, 1e-12)
     evals = spec.steps + 1
@@ -283,7 +306,8 @@ def run_study(spec, out, *, cluster: str = "local", scheduler: str | None = None
     for name, v in (("workers", workers), ("chunk_size", chunk_size)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if spec.device == "gpu" and cluster in ("none", "local") and not scheduler and not backend.gpu_available():
+    local = cluster in ("none", "local") and not scheduler
+    if spec.device == "gpu" and local and not backend.gpu_available():
         raise ClusterError("the study asks device = 'gpu', but CuPy sees no GPU here")
     if cluster == "cuda" and not scheduler:
         _need("dask_cuda", "cuda", "cuda-cluster")
@@ -311,9 +335,15 @@ def run_study(spec, out, *, cluster: str = "local", scheduler: str | None = None
             link = dashboard_link(client)
             where = scheduler or f"{cluster} cluster"
             log(f"dask: {where}, dashboard: {link or 'not available (pip install bokeh)'}")
-        size = stored or chunk_size or default_chunk_size(spec, _expected_workers(cluster, workers, spec,
-                                                                                  client))
-        store.create(spec, size, __version__)
+        if not (stored or chunk_size):
+            n = _expected_workers(cluster, workers, spec, client)
+            # CPU workers run one thread each: measure as they will run.
+            chunk_size = default_chunk_size(spec, n, single_thread=client is not None and not _uses_gpu(spec))
+        size = stored or chunk_size
+        manifest = store.create(spec, size, __version__)
+        if manifest.get("gpuopt_version") != __version__:
+            log(f"warning: {store.root} was started by gpuopt {manifest.get('gpuopt_version')}, this is "
+                f"{__version__}: the new chunks may differ from the stored ones in the last bits")
         chunks = spec.chunks(size)
         done = store.done()
         todo = [c for c in chunks if c.id not in done]

@@ -25,8 +25,25 @@ diverged run never been in the batch (every operation is per run). The loop runs
 check then catches, and it must not print warnings.
 
 The result of a diverged run: ``final_loss`` is the loss that tripped the check (NaN,
-Inf, or the blown-up value), ``best_loss`` the least loss before it, ``steps`` the
-number of updates it received (= ``diverged_step``).
+Inf, or the blown-up value), ``best_loss`` the least loss before it (NaN when it
+diverged at step 0), ``steps`` the number of updates it received (= ``diverged_step``).
+
+**The runs table**, one row per run, in run-id order:
+
+- ``run_id``, ``chunk``, ``block`` (index of the ``[[optimizers]]`` table),
+  ``optimizer`` (its name), ``label`` (its label: the name unless the file says
+  otherwise or the name repeats), ``seed``, ``init_scheme``, ``init_scale``;
+- every constructor hyperparameter of the optimizer with its effective value, swept,
+  fixed or default (``lr``, ``momentum``, ``nesterov``, ...); a pair is split into
+  ``name0``, ``name1`` (Adam's ``betas`` -> ``betas0``, ``betas1``); hyperparameters left
+  at None (``max_grad_norm``...) have no column;
+- ``initial_loss``, ``final_loss``, ``best_loss`` (float64), ``diverged`` (bool),
+  ``diverged_step`` (nullable Int64, <NA> for runs that did not diverge),
+  ``diverged_reason`` (``"nonfinite"``, ``"blowup"`` or <NA>), ``steps``.
+
+**The curves table**, long format: ``run_id``, ``step``, ``loss`` at steps 0,
+``record_every``, ``2 record_every``, ... and ``steps``, for as long as the run was
+running (a diverged run's curve stops before the step that tripped the check).
 """
 
 from __future__ import annotations
@@ -89,7 +106,7 @@ def _init_batch(problem, cols, xp, dtype):
     """The start points: rows sharing an init scheme and scale are drawn together;
     each row depends only on its seed, scheme and scale."""
     seeds = cols["seed"]
-    keys = list(zip(cols["init_scheme"], cols["init_scale"].tolist()))
+    keys = list(zip(cols["init_scheme"], cols["init_scale"].tolist(), strict=True))
     x = None
     for key in dict.fromkeys(keys):
         rows = np.flatnonzero([k == key for k in keys])

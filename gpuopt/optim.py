@@ -46,10 +46,14 @@ import numpy as np
 
 from . import backend, kernels
 
-# NumPy blocks: the p, g, state and scratch blocks of one update stay in the L2
-# cache across the ~10 ufunc passes an update needs, so main memory sees about
-# one read and one write per array instead of one per pass.
-BLOCK = 1 << 14
+# NumPy blocks (elements): the p, g, state and scratch blocks of one update stay in
+# cache across the ~12 ufunc passes an update needs, so main memory sees about one
+# read and one write per array instead of one per pass. Smaller blocks that fit the
+# L2 cache lose more to the ~1 us fixed cost of each ufunc call (taken under the GIL,
+# so it also serializes the threads) than they gain; on a 2-core EPYC with 1 MiB L2
+# and 32 MiB L3, an Adam step on 8M float32 took 26 ms with 2**14, 12 ms with 2**16
+# and 9 ms with 2**18 (benchmarks/bench_update.py).
+BLOCK = 1 << 18
 # Below this many elements the thread pool costs more than it saves.
 _THREAD_MIN = 1 << 18
 _pool: ThreadPoolExecutor | None = None
@@ -218,7 +222,7 @@ class Optimizer:
             bufs[name] = b
             named += [(f"state[{name!r}][{i}]", a) for i, a in enumerate(b)]
         xp = backend.array_module(*named)
-        for i, (p, g) in enumerate(zip(ps, gs)):
+        for i, (p, g) in enumerate(zip(ps, gs, strict=True)):
             if g.shape != p.shape or g.dtype != p.dtype:
                 raise ValueError(f"grads[{i}] is {g.dtype}{list(g.shape)} but params[{i}] is "
                                  f"{p.dtype}{list(p.shape)}")
@@ -315,7 +319,7 @@ class Optimizer:
     def _restore_runs(self, ps, bufs, bad, saved):
         idx, copies = saved
         arrays = ps + [b for name in self.state_names for b in bufs[name]]
-        for a, c in zip(arrays, copies):
+        for a, c in zip(arrays, copies, strict=True):
             a[idx] = c
 
     def _update(self, xp, ps, gs, bufs, t):
@@ -445,7 +449,7 @@ class ElementwiseOptimizer(Optimizer):
 
     def _update(self, xp, ps, gs, bufs, t):
         dynamic = self._dynamic(_step_count(t))
-        for i, (p, g) in enumerate(zip(ps, gs)):
+        for i, (p, g) in enumerate(zip(ps, gs, strict=True)):
             h = self._inputs_for(p, xp, dynamic)
             s = {name: bufs[name][i] for name in self.state_names}
             if xp is np:
@@ -466,50 +470,72 @@ class ElementwiseOptimizer(Optimizer):
             # A stride pattern no 2-D view expresses: update contiguous copies and
             # write them back (rare; costs one extra pass).
             copies = [np.ascontiguousarray(a) for a in arrays]
-            self._numpy_apply(copies[0], copies[1], dict(zip(s, copies[2:])), h)
-            for a, c in zip([p, *s.values()], [copies[0], *copies[2:]]):
+            self._numpy_apply(copies[0], copies[1], dict(zip(s, copies[2:], strict=True)), h)
+            for a, c in zip([p, *s.values()], [copies[0], *copies[2:]], strict=True):
                 a[...] = c
             return
-        p2, g2, *s2 = views
-        shape2 = p2.shape
-        h2 = {k: v if np.ndim(v) == 0 else _broadcast_2d(v, p.shape, shape2) for k, v in h.items()}
-        blocks = _blocks(*shape2, BLOCK)
+        shape2 = views[0].shape
+        # Scalars go to every block as they are; array hyperparameters (per run) are
+        # sliced along with the block.
+        scalars = {k: v for k, v in h.items() if np.ndim(v) == 0}
+        sliced = [(k, _broadcast_2d(v, p.shape, shape2)) for k, v in h.items() if np.ndim(v) != 0]
+        nthreads = _threads() if p.size >= _THREAD_MIN else 1
+        nblocks = max(1, -(-p.size // BLOCK))
+        if nthreads > 1:  # a whole number of equal blocks per thread
+            nblocks = -(-nblocks // nthreads) * nthreads
+        block = max(1, -(-p.size // nblocks))
+        blocks = _blocks(*shape2, block)
+        nthreads = min(nthreads, len(blocks))
         upcast = p.dtype != cd
-        nscratch = self.n_scratch + (2 + len(s2) if upcast else 0)
+        nrule = self.n_scratch
+        nscratch = nrule + (len(views) if upcast else 0)
         names = list(s)
+        rule = self._numpy_rule
 
         def run(worker, part):
-            scratch = self._scratch.get((worker, cd))
-            if scratch is None or len(scratch) < nscratch:
-                scratch = [np.empty(BLOCK, cd) for _ in range(nscratch)]
-                self._scratch[(worker, cd)] = scratch
+            key = (worker, cd)
+            scratch = self._scratch.get(key)
+            if scratch is None or len(scratch) < nscratch or scratch[0].size < block:
+                scratch = self._scratch[key] = [np.empty(block, cd) for _ in range(nscratch)]
+            shaped = {}  # scratch views by block shape: all blocks but a ragged last share one
             for rs, cs in part:
-                pb = p2[rs, cs]
-                n = pb.size
-                tmp = [a[:n].reshape(pb.shape) for a in scratch[:nscratch]]
-                hb = {k: v if np.ndim(v) == 0 else v[rs, cs] for k, v in h2.items()}
-                sb = [a[rs, cs] for a in s2]
-                if upcast:
-                    wide = [tmp.pop() for _ in range(2 + len(sb))]
-                    for w, a in zip(wide, [pb, g2[rs, cs], *sb]):
+                bv = [v[rs, cs] for v in views]
+                shape = bv[0].shape
+                tmp = shaped.get(shape)
+                if tmp is None:
+                    n = math.prod(shape)
+                    views_n = [a[:n].reshape(shape) for a in scratch[:nscratch]]
+                    tmp = shaped[shape] = (views_n[:nrule], views_n[nrule:])
+                hb = scalars
+                if sliced:
+                    hb = dict(scalars)
+                    for k, v in sliced:
+                        hb[k] = v[rs, cs]
+                if upcast:  # float16 storage: the rule runs on float32 copies of the block
+                    wide = tmp[1]
+                    for w, a in zip(wide, bv, strict=True):
                         np.copyto(w, a)
-                    self._numpy_rule(wide[0], wide[1], dict(zip(names, wide[2:])), hb, tmp)
-                    for a, w in zip([pb, *sb], [wide[0], *wide[2:]]):
-                        np.copyto(a, w, casting="same_kind")
+                    rule(wide[0], wide[1], dict(zip(names, wide[2:], strict=True)), hb, tmp[0])
+                    for i in range(len(bv)):
+                        if i != 1:  # g is an input only
+                            np.copyto(bv[i], wide[i], casting="same_kind")
                 else:
-                    self._numpy_rule(pb, g2[rs, cs], dict(zip(names, sb)), hb, tmp)
+                    rule(bv[0], bv[1], dict(zip(names, bv[2:], strict=True)), hb, tmp[0])
 
-        nthreads = min(_threads(), len(blocks)) if p.size >= _THREAD_MIN else 1
         if nthreads <= 1:
             run(0, blocks)
             return
+        # Interleaved parts balance ragged blocks; the calling thread takes part 0
+        # itself instead of idling. Workers run in a copy of the caller's context, so
+        # that the caller's np.errstate (a context variable) holds there too.
         parts = [blocks[w::nthreads] for w in range(nthreads)]
-        # Each worker runs in a copy of the caller's context, so that the caller's
-        # np.errstate (a context variable) holds on the worker threads too.
         futures = [_get_pool().submit(contextvars.copy_context().run, run, w, part)
-                   for w, part in enumerate(parts)]
-        for f in futures:
-            f.result()
+                   for w, part in enumerate(parts) if w]
+        try:
+            run(0, parts[0])
+        finally:
+            for f in futures:  # never return while a worker still writes
+                f.result()
 
 
 def _step_count(t):
@@ -520,6 +546,11 @@ def _step_count(t):
     if t.ndim and (t == t.flat[0]).all():
         t = t.flat[0]
     return float(t) if np.ndim(t) == 0 else t.astype(np.float64)[:, None]
+
+
+def _is_one(h) -> bool:
+    """A host scalar equal to 1 (a per-run array never counts)."""
+    return np.ndim(h) == 0 and h == 1
 
 
 def _as_2d(a):
@@ -600,19 +631,24 @@ class SGD(ElementwiseOptimizer):
         return {"damp": np.where(np.asarray(t) == 1, 1.0, 1.0 - np.asarray(self.dampening))}
 
     def _numpy_rule(self, p, g, s, h, tmp):
-        d, t1 = tmp
-        np.multiply(g, h["sign"], out=d)
+        dbuf, t1 = tmp
+        # A factor of exactly 1 (sign without maximize, damp without dampening) is the
+        # identity in IEEE arithmetic: skipping its pass over memory changes no bit.
+        d = g if _is_one(h["sign"]) else np.multiply(g, h["sign"], out=dbuf)
         if "WD" in self._variant.flags:
             np.multiply(p, h["wd"], out=t1)
-            np.add(d, t1, out=d)
+            d = np.add(d, t1, out=dbuf)
         if "MOMENTUM" in self._variant.flags:
             buf = s["buf"]
             np.multiply(buf, h["momentum"], out=buf)
-            np.multiply(d, h["damp"], out=t1)
-            np.add(buf, t1, out=buf)
+            if _is_one(h["damp"]):
+                np.add(buf, d, out=buf)
+            else:
+                np.multiply(d, h["damp"], out=t1)
+                np.add(buf, t1, out=buf)
             if self.nesterov:
                 np.multiply(buf, h["momentum"], out=t1)
-                np.add(d, t1, out=d)
+                d = np.add(d, t1, out=dbuf)
             else:
                 d = buf
         np.multiply(d, h["lr"], out=t1)
@@ -691,7 +727,7 @@ class Nesterov(ElementwiseOptimizer):
         ps, single = _as_list(params, "params")
         vs, _ = _as_list(state["v"], "state['v']")
         xs = []
-        for p, v in zip(ps, vs):
+        for p, v in zip(ps, vs, strict=True):
             xp = backend.array_module(("params", p), ("state['v']", v))
             c = _prepare("lr*beta", self._static()["lrbeta"], p, xp, backend.compute_dtype(p.dtype))
             xs.append((p - c * v).astype(p.dtype))

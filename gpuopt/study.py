@@ -311,7 +311,7 @@ class StudySpec:
                 "block": np.full(n, block.index, np.int64),
                 "optimizer": [block.name] * n, "label": [block.label] * n}
         per_run = {}
-        for a, i in zip(g.axes, idx):
+        for a, i in zip(g.axes, idx, strict=True):
             vals = [a.values[k] for k in i]
             per_run[a.name] = vals
         cols["seed"] = np.asarray(per_run.pop("seed"), np.int64)
@@ -430,7 +430,8 @@ def load_spec(study, *, source: str | None = None) -> StudySpec:
             text = study
             source = source or "study"
         else:
-            raise TypeError(f"study must be a path, TOML text, a dict or a StudySpec, not {type(study).__name__}")
+            raise TypeError("study must be a path, TOML text, a dict or a StudySpec, "
+                            f"not {type(study).__name__}")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -525,7 +526,7 @@ def _build(p: _Parser, data: dict, path) -> StudySpec:
                                   Axis("seed", seeds)]
         names = [a.name for a in b.structural]
         for combo in itertools.product(*(a.values for a in b.structural)):
-            g = Group(len(spec.groups), b.index, dict(zip(names, combo)), per_run, start)
+            g = Group(len(spec.groups), b.index, dict(zip(names, combo, strict=True)), per_run, start)
             spec.groups.append(g)
             start += g.size
     _check_groups(p, spec)
@@ -600,13 +601,19 @@ def _parse_init(p, table, problem, dtype):
         try:
             problem.init_params([0], scheme=s, scale=float(scales[0]), dtype=dtype)
         except (ValueError, TypeError, KeyError) as e:
-            raise p.error(f"scheme {s!r}: {e}", "init", "scheme") from None
+            raise p.error(_about(s, e), "init", "scheme") from None
     for s in scales:
         try:
             problem.init_params([0], scheme=schemes[0], scale=float(s), dtype=dtype)
         except (ValueError, TypeError) as e:
-            raise p.error(f"scale {s!r}: {e}", "init", "scale") from None
+            raise p.error(_about(s, e), "init", "scale") from None
     return tuple(schemes), tuple(float(s) for s in scales)
+
+
+def _about(value, error) -> str:
+    """An error message that names the offending value (once)."""
+    msg = str(error)
+    return msg if repr(value) in msg else f"{value!r}: {msg}"
 
 
 def _kind_of(param) -> str:

@@ -735,9 +735,12 @@ def test_blocked_threaded_equals_one_block(case, monkeypatch):
     p2 = p1.copy()
     o1, o2 = make_optimizer(case, batched=True), make_optimizer(case, batched=True)
     s1, s2 = o1.init(p1), o2.init(p2)
+    # Many small ragged blocks on threads ...
+    monkeypatch.setattr(optim, "BLOCK", 4099)
+    assert p1.size > optim._THREAD_MIN
     for _ in range(2):
         o1.step(p1, grad_of(p1), s1)
-    # The same arithmetic in one block on one thread must give identical bits.
+    # ... and the same arithmetic in one block on one thread give identical bits.
     monkeypatch.setattr(optim, "BLOCK", p2.size)
     monkeypatch.setattr(optim, "_THREAD_MIN", p2.size + 1)
     for _ in range(2):
@@ -745,6 +748,13 @@ def test_blocked_threaded_equals_one_block(case, monkeypatch):
     np.testing.assert_array_equal(p1, p2)
     for a, b in zip(state_buffers(o1, s1), state_buffers(o2, s2), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_empty_params():
+    opt = go.Adam(0.1)
+    p = np.zeros((0,), np.float32)
+    opt.step(p, p.copy(), opt.init(p))
+    assert opt.launches == 1
 
 
 LAYOUTS = {

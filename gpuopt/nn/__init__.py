@@ -13,10 +13,10 @@ from .activations import (
     activation,
     activation_with_derivative,
     gain,
-    gauss_hermite,
+    gaussian_quadrature,
 )
 
 __all__ = [
     "ACTIVATIONS", "ELU_ALPHA", "LEAKY_RELU_SLOPE", "activation", "activation_with_derivative",
-    "gain", "gauss_hermite", "init",
+    "gain", "gaussian_quadrature", "init",
 ]
