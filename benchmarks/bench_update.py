@@ -18,6 +18,9 @@ float32 element; RMSProp and SGD-momentum move 20. "GB/s" is that traffic over t
 time (a copy moves 8 bytes per element), "x fused" the time over torch fused's.
 When CuPy sees a GPU, the same steps run with gpuopt's CuPy kernels against a device
 copy and torch's fused CUDA optimizer. Nothing here is part of the test run.
+
+The machine should be otherwise idle: on a shared 2-core machine another process
+easily doubles any of these times.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# torch's OpenMP threads spin-wait after each parallel region. Interleaved with the
+# other implementations on a machine with few cores, the spinning steals the cores
+# the next measurement needs: on 2 cores it doubled gpuopt's times and inflated
+# torch's own foreach times 10-20x. Passive waiting lets each be measured alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gpuopt as go  # noqa: E402
 
@@ -239,6 +247,7 @@ def main(argv=None):
         "torch_threads": None if torch is None else torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "gpuopt_threads": go.optim._threads(),
         "block": go.optim.BLOCK, "machine": platform.machine(), "backend": go.backend.info(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     gpu = go.backend.gpu_available()
     if args.device == "gpu" and not gpu:

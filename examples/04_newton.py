@@ -30,8 +30,8 @@ for kappa in [1e2, 1e4] if args.quick else [1e2, 1e4, 1e6]:
     opt.step(x, problem.grad(x), opt.init(x), hessian=problem.hessian(x))
     rel = float(xp.linalg.norm(x)) / e0
     # A backward-stable solve has relative error of order kappa * eps.
-    claims.check(f"quadratic, kappa={kappa:g}: one step to x*", f"||x1-x*||/||x0-x*|| <= {100 * kappa * EPS:.0e}",
-                 f"{rel:.1e}", rel <= 100 * kappa * EPS)
+    claims.check(f"quadratic, kappa={kappa:g}: one step to x*",
+                 f"||x1-x*||/||x0-x*|| <= {100 * kappa * EPS:.0e}", f"{rel:.1e}", rel <= 100 * kappa * EPS)
 
 # --- Rosenbrock: Newton vs GD from the same start -----------------------------------
 problem = Rosenbrock(dim=2)

@@ -45,7 +45,7 @@ widths = [WIDTH] + [WIDTH] * DEPTH + [1]
 layers = np.arange(1, DEPTH + 1)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained")
 
-for ax, act in zip(axes, ACTIVATIONS):
+for ax, act in zip(axes, ACTIVATIONS, strict=True):
     delta_sq = 0.0  # sum over samples of ||delta_l||^2, per (init, layer)
     chi = 0.0       # sum over samples of chi_l
     for i in range(SAMPLES):

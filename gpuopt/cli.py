@@ -21,6 +21,7 @@ import importlib.metadata
 import shlex
 import signal
 import sys
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -128,7 +129,7 @@ def _cmd_run(args, argv) -> int:
 
     dashboard = None if args.dashboard.lower() == "none" else args.dashboard
     try:
-        spec = load_spec(args.study)
+        spec = load_spec(Path(args.study))
     except (ValueError, OSError) as e:
         print(f"gpuopt run: error: {e}", file=sys.stderr)
         return EXIT_USAGE

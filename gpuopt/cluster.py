@@ -23,7 +23,7 @@ mean nothing is lost or stored twice.
 first group at two batch sizes give the seconds per step as ``a + b R``; the chunk size
 is the largest of (a) the size whose task takes at least 0.5 s (Dask's overhead is
 about 1 ms per task, so that is well over 100 ms even when the measurement is 5x off)
-and (b) the size that gives every worker about 4 chunks (load balance: the slowest
+and (b) the size that gives every worker about 8 chunks (load balance: the slowest
 last chunk is then a small part of the whole), capped so that a chunk takes at most
 about 30 s (progress and resume granularity), holds at most 2**24 parameters, and is
 no larger than the largest group. The manifest stores it, so a resume reuses it.
@@ -44,7 +44,7 @@ from .store import Store, StoreError
 CLUSTERS = ("none", "local", "cuda", "slurm")
 MIN_CHUNK_SECONDS = 0.5
 MAX_CHUNK_SECONDS = 30.0
-CHUNKS_PER_WORKER = 4
+CHUNKS_PER_WORKER = 8
 MAX_CHUNK_ELEMENTS = 1 << 24
 
 
@@ -296,7 +296,7 @@ def run_study(spec, out, *, cluster: str = "local", scheduler: str | None = None
     Ctrl-C (KeyboardInterrupt) stops cleanly: finished chunks stay stored, and running
     the same call again resumes.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from . import __version__
 
@@ -334,7 +334,8 @@ def run_study(spec, out, *, cluster: str = "local", scheduler: str | None = None
         if client is not None:
             link = dashboard_link(client)
             where = scheduler or f"{cluster} cluster"
-            log(f"dask: {where}, dashboard: {link or 'not available (pip install bokeh)'}")
+            log(f"dask: {where}, {len(client.nthreads())} workers, "
+                f"dashboard: {link or 'not available (pip install bokeh)'}")
         if not (stored or chunk_size):
             n = _expected_workers(cluster, workers, spec, client)
             # CPU workers run one thread each: measure as they will run.

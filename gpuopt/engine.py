@@ -105,16 +105,15 @@ def _take(v, keep):
 def _init_batch(problem, cols, xp, dtype):
     """The start points: rows sharing an init scheme and scale are drawn together;
     each row depends only on its seed, scheme and scale."""
-    seeds = cols["seed"]
-    keys = list(zip(cols["init_scheme"], cols["init_scale"].tolist(), strict=True))
-    x = None
-    for key in dict.fromkeys(keys):
-        rows = np.flatnonzero([k == key for k in keys])
-        part = problem.init_params([int(s) for s in seeds[rows]], scheme=key[0], scale=key[1],
-                                   xp=xp, dtype=dtype)
-        if x is None:
-            x = xp.empty((len(keys), part.shape[1]), dtype=dtype)
-        x[xp.asarray(rows)] = part
+    seeds, scales = cols["seed"], cols["init_scale"]
+    schemes = np.asarray(cols["init_scheme"], dtype=object)
+    x = xp.empty((len(seeds), problem.dim), dtype=dtype)
+    for scheme in dict.fromkeys(schemes.tolist()):
+        is_scheme = schemes == scheme
+        for scale in np.unique(scales[is_scheme]):
+            rows = np.flatnonzero(is_scheme & (scales == scale))
+            x[xp.asarray(rows)] = problem.init_params([int(s) for s in seeds[rows]], scheme=scheme,
+                                                      scale=float(scale), xp=xp, dtype=dtype)
     return x
 
 

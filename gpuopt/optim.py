@@ -929,8 +929,10 @@ class Adam(ElementwiseOptimizer):
     kernel computes :math:`p - \eta_t m / (\sqrt v + \hat\epsilon)`. ``amsgrad`` uses
     :math:`\max_{s\le t} v_s` (Reddi et al. 2018; the max ignores NaN, as ``fmax``).
     ``bias_correction=False`` gives the lecture's form
-    :math:`p_{t+1} = p_t - \eta\, m_t / (\sqrt{v_t} + \epsilon)`, whose first steps are
-    smaller by :math:`(1-\beta_1^t)/\sqrt{1-\beta_2^t}`. ``weight_decay`` adds
+    :math:`p_{t+1} = p_t - \eta\, m_t / (\sqrt{v_t} + \epsilon)`, whose early steps are
+    the corrected ones times :math:`(1-\beta_1^t)/\sqrt{1-\beta_2^t}` (about 3.2 at
+    :math:`t = 1` for the default betas: larger, since :math:`v` starts further from
+    its mean than :math:`m`; example 05 measures it). ``weight_decay`` adds
     :math:`\lambda p` to the gradient (L2; see :class:`AdamW` for decoupled decay).
     """
 

@@ -151,10 +151,12 @@ class _Arrays(dict):
 
 
 class Problem:
-    """Base class: argument handling, batching and ``init_params``; subclasses
-    implement ``_value_and_grad(xp, x, grad)`` on ``(R, dim)`` arrays of the compute
-    dtype (returning ``(f, g)`` with ``g`` None unless ``grad``) and ``_hvp(xp, x, v)``,
-    and, where cheap, ``_hessian(xp, x)``."""
+    """Base class: argument checks, the run axis, dtypes and ``init_params``.
+
+    Subclasses implement ``_value_and_grad(xp, x, grad)`` and ``_hvp(xp, x, v)`` on
+    ``(R, dim)`` arrays of the compute dtype (returning ``(f, g)`` with ``g`` None
+    unless ``grad``), and, where the Hessian is cheap, a public ``hessian(x)``: a
+    problem without one has no ``hessian`` attribute at all, so ``hasattr`` tells."""
 
     name: str = ""
     dim: int
@@ -176,6 +178,8 @@ class Problem:
                              f"({self.dim},) or (R, {self.dim}) (dim = {self.dim})")
         cd = backend.compute_dtype(x.dtype)
         x2 = x[None] if x.ndim == 1 else x
+        if x2.strides[-1] != x2.itemsize:  # the MLP views rows as matrices
+            x2 = xp.ascontiguousarray(x2)
         return xp, x2.astype(cd, copy=False), x.ndim == 1, x.dtype
 
     def _second(self, xp, x2, v, name="v"):

@@ -27,8 +27,10 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where it is used, so `import gpuopt` stays light
+    import pandas as pd
 
 MANIFEST = "manifest.json"
 STUDY_FILE = "study.toml"
@@ -122,34 +124,41 @@ class Store:
         root = self.root
         if root.exists() and not root.is_dir():
             raise StoreError(f"output directory {root} exists and is not a directory")
-        try:
-            for d in (root, self.runs_dir, self.curves_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            for d in (root, self.runs_dir, self.curves_dir):
-                probe = d / f".write-test.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-                probe.write_bytes(b"")
-                probe.unlink()
-        except OSError as e:
-            raise StoreError(f"output directory {root} cannot be written: "
-                             f"{e.strerror or e} ({e.filename or root})") from None
+        self._writable(root)
         manifest = self.manifest()
+        stored = None
         if manifest is None:
             foreign = sorted(p.name for p in root.iterdir()
                              if p.name not in _OWN_NAMES and not p.name.startswith("."))
             if foreign:
                 raise StoreError(f"output directory {root} is not empty and holds no {MANIFEST} "
                                  f"(found {', '.join(foreign[:5])}): give a new or empty directory")
-            return None
-        if manifest.get("spec_hash") != spec.hash:
-            raise StoreError(
-                f"output directory {root} holds results of a different study "
-                f"({manifest.get('study')!r}, spec hash {str(manifest.get('spec_hash'))[:12]}; this study "
-                f"file gives {spec.hash[:12]}): use another --out, or delete {root} to start over")
-        stored = int(manifest["chunk_size"])
-        if chunk_size is not None and int(chunk_size) != stored:
-            raise StoreError(f"output directory {root} was started with chunk size {stored}: resume "
-                             f"without --chunk-size, or with --chunk-size {stored}")
+        else:
+            if manifest.get("spec_hash") != spec.hash:
+                raise StoreError(
+                    f"output directory {root} holds results of a different study "
+                    f"({manifest.get('study')!r}, spec hash {str(manifest.get('spec_hash'))[:12]}; this "
+                    f"study file gives {spec.hash[:12]}): use another --out, or delete {root} to start over")
+            stored = int(manifest["chunk_size"])
+            if chunk_size is not None and int(chunk_size) != stored:
+                raise StoreError(f"output directory {root} was started with chunk size {stored}: resume "
+                                 f"without --chunk-size, or with --chunk-size {stored}")
+        # Only now, with the directory known to be this study's, add the chunk folders.
+        self._writable(self.runs_dir)
+        self._writable(self.curves_dir)
         return stored
+
+    @staticmethod
+    def _writable(d: Path) -> None:
+        """Create ``d`` if needed and prove a file can be written in it."""
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe = d / f".write-test.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise StoreError(f"output directory {d} cannot be written: {e.strerror or e} "
+                             f"({e.filename or d})") from None
 
     def create(self, spec, chunk_size: int, version: str) -> dict:
         """Write the study file and the manifest (on a resume: keep them)."""
@@ -217,6 +226,8 @@ class Store:
         _write_parquet(self.runs_dir / chunk_name(chunk_id), runs)
 
     def read_chunk(self, chunk_id: int, columns=None) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_parquet(self.runs_dir / chunk_name(chunk_id), columns=columns)
 
 
@@ -238,6 +249,8 @@ def load_results(out, curves: bool = False):
     Only whole chunks are read, so a study still running (or interrupted) gives the
     runs finished so far; ``runs.attrs["n_runs"]`` is the study's total.
     """
+    import pandas as pd
+
     store = Store(out)
     manifest = store.manifest()
     if manifest is None:
@@ -254,6 +267,8 @@ def load_results(out, curves: bool = False):
 
 
 def _concat(frames, by) -> pd.DataFrame:
+    import pandas as pd
+
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()

@@ -379,17 +379,16 @@ def _signature(cls) -> dict:
 
 
 class _Parser:
+    """The source text and its locator; ``error`` builds a StudyError for a table
+    ("study", ..., or ("optimizers", i)) and key, with the key's line."""
+
     def __init__(self, text: str, source: str):
         self.text, self.source = text, source
         self.loc = _Locator(text)
 
     def error(self, message, table=None, key=None):
-        line = self.loc.line(_table_id(table), key) if table is not None else None
+        line = self.loc.line(table, key) if table is not None else None
         return StudyError(message, key=key, table=_table_name(table), line=line, source=self.source)
-
-
-def _table_id(table):
-    return table if not isinstance(table, tuple) else (table[0], table[1])
 
 
 def _table_name(table):
@@ -418,8 +417,9 @@ def load_spec(study, *, source: str | None = None) -> StudySpec:
         text, data = "", _deep_copy(study)
         source = source or "study"
     else:
-        if isinstance(study, Path) or (isinstance(study, str) and "\n" not in study
-                                        and study.strip().endswith(".toml")):
+        # A string is a path when it is one line naming a .toml file or an existing file.
+        if isinstance(study, Path) or (isinstance(study, str) and "\n" not in study and (
+                study.strip().endswith(".toml") or Path(study).is_file())):
             path = Path(study)
             try:
                 text = path.read_text(encoding="utf-8")

@@ -383,12 +383,14 @@ def depth_scale(activation, sigma_w2, sigma_b2) -> dict:
 def _c_star(phi, sigma_w2, sigma_b2, q) -> float:
     """The fixed point c* < 1 of the correlation map in the chaotic phase: C(1) = 1
     with slope chi_1 > 1, so C(c) < c just below 1, and C(-1) >= -1 (Cauchy-Schwarz);
-    bisection on C(c) - c over [-1, 1 - 1e-6]."""
+    bisection on C(c) - c over [-1 + 1e-6, 1 - 1e-6]. The lower end stays off -1:
+    for odd activations without bias, c = -1 is itself an (unstable) fixed point, and
+    whether rounding put C(-1) - (-1) at +0 or -0 must not decide the answer."""
 
     def h(c):
         return (sigma_w2 * _expect2(phi, phi, q, c) + sigma_b2) / q - c
 
-    a, b = -1.0, 1.0 - 1e-6
+    a, b = -1.0 + 1e-6, 1.0 - 1e-6
     if h(b) >= 0:  # too close to critical to resolve c* below 1
         return 1.0
     if h(a) <= 0:

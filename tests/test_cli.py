@@ -131,7 +131,7 @@ def test_sigterm_on_a_local_cluster_stops_cleanly_then_resumes(study_file, refer
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "stopped by SIGTERM" in err and "Run the same command again to resume" in err
-    assert f"--out {out}" in err and "Traceback" not in err
+    assert f"--out {out}" in err and "Traceback" not in err, err
     assert group_gone(proc.pid), "worker processes outlived the command"
     assert len(Store(out).done()) < len(load_spec(study_file).chunks(CHUNK))
     done = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)

@@ -137,3 +137,17 @@ def test_unreachable_scheduler_is_a_clear_error(spec, tmp_path):
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(
             ClusterError, match=f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{port}"):
         run_study(spec, tmp_path, scheduler=f"tcp://127.0.0.1:{port}", chunk_size=CHUNK, progress=False)
+
+
+def test_one_process_per_gpu_cluster_pins_devices():
+    """The fallback for GPU machines without dask-cuda: one worker process per GPU,
+    each seeing only its own device (checked here on CPU through the environment)."""
+    from distributed import Client
+
+    from gpuopt.cluster import _gpu_process_cluster
+
+    with _gpu_process_cluster(2, None) as cluster, Client(cluster) as client:
+        seen = client.run(lambda: (os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                   os.environ.get("GPUOPT_NUM_THREADS")))
+        assert sorted(seen.values()) == [("0", "1"), ("1", "1")]
+        assert all(addr.startswith("tcp://127.0.0.1:") for addr in seen)

@@ -282,9 +282,9 @@ def test_runs_table_columns():
 
 def test_default_chunk_size_rules():
     spec = rosen()  # 108 runs, 121 evaluations per run, groups of 36 and 72
-    # balance: 108 / (4 * 1) = 27 runs, when 0.5 s takes fewer (0.5 / 121 / 1e-3 = 5)
-    assert default_chunk_size(spec, 1, per_step=(0.0, 1e-3)) == 27
-    # 0.5 s needs 0.5/121/1e-4 = 42 runs, more than 108/(4*2) = 14 runs for balance
+    # balance: 108 / (8 * 1) = 14 runs, when 0.5 s takes fewer (0.5 / 121 / 1e-3 = 5)
+    assert default_chunk_size(spec, 1, per_step=(0.0, 1e-3)) == 14
+    # 0.5 s needs 0.5/121/1e-4 = 42 runs, more than 108/(8*2) = 7 runs for balance
     assert default_chunk_size(spec, 2, per_step=(0.0, 1e-4)) == 42
     # expensive runs: 30 s / 121 / 0.1 s = 2 runs at most per chunk
     assert default_chunk_size(spec, 1, per_step=(0.0, 0.1)) == 2

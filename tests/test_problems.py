@@ -651,3 +651,13 @@ def test_problems_train_with_gpuopt_optimizers():
     res = go.minimize(q.value_and_grad, q.init_params([0, 1]), jac=True, method="newton",
                       hessp=q.hvp, options=dict(maxiter=3))
     np.testing.assert_allclose(res.x, 0, atol=1e-10)
+
+
+def test_non_contiguous_points_are_accepted():
+    p = P.MLP(_Xm, _ym, [3, 4, 2])
+    x = p.init_params(range(3), scheme="he_normal")
+    xf = np.asfortranarray(x)
+    np.testing.assert_array_equal(p.grad(xf), p.grad(x))
+    wide = np.zeros((3, 2 * p.dim))
+    wide[:, ::2] = x
+    np.testing.assert_array_equal(p.value(wide[:, ::2]), p.value(x))

@@ -133,7 +133,7 @@ def test_foreign_directory_is_refused(tmp_path, spec):
     (out / "thesis.tex").write_text("precious")
     with pytest.raises(StoreError, match="not empty.*thesis.tex"):
         run_study(spec, out, cluster="none", progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["curves", "runs", "thesis.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]  # nothing added
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

@@ -1,5 +1,6 @@
 """Neural-network building blocks: activations with fused derivatives, their gains,
-and weight initializations (``gpuopt.nn.init``).
+weight initializations (``gpuopt.nn.init``), and diagnostics of exploding and
+vanishing signals (``gpuopt.nn.diagnostics``).
 
 The arrays pick the backend, as everywhere in gpuopt: NumPy arrays run the NumPy
 mirror, CuPy arrays the kernels of ``kernels/act_*.cu``.
@@ -15,8 +16,10 @@ from .activations import (
     gain,
     gaussian_quadrature,
 )
+from .diagnostics import gradient_norms, jacobian_singular_values, layer_statistics, unit_symmetry
 
 __all__ = [
     "ACTIVATIONS", "ELU_ALPHA", "LEAKY_RELU_SLOPE", "activation", "activation_with_derivative",
-    "gain", "gaussian_quadrature", "init",
+    "gain", "gaussian_quadrature", "gradient_norms", "init", "jacobian_singular_values",
+    "layer_statistics", "unit_symmetry",
 ]
