@@ -10,7 +10,9 @@ back-propagated signals (delta_l W_l^T for l >= 2), 7.44 MFLOP in all; the
 elementwise work (bias, tanh and its derivative, the loss) is not counted, so it
 shows as lost throughput. Columns:
 
-- ``batched``: one ``value_and_grad`` on the ``(R, d)`` batch;
+- ``batched``: one ``value_and_grad`` on the ``(R, d)`` batch, with ``chunk`` (runs
+  per chunk x worker threads) and ``cores`` (CPU seconds per wall second during the
+  best repetition: below the core count, other processes took the rest);
 - ``% matmul``: that throughput over one large float32 product (``n^3``, default
   2048^3) measured in the same process, interleaved with the other timings so that
   load from other processes affects both alike;
@@ -21,7 +23,8 @@ shows as lost throughput. Columns:
 
 Usage::
 
-    python benchmarks/bench_mlp.py [--runs 1 64 1024] [--reps 5] [--xp numpy|cupy]
+    python benchmarks/bench_mlp.py [--runs 1 64 1024] [--reps 5] [--xp numpy|cupy] [--no-loop]
+                                   [--no-naive]
 
 Timings are the best of ``--reps`` repetitions. On CuPy every timing synchronizes
 the device. This is a measurement, never a pass/fail test.
@@ -38,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gpuopt import backend  # noqa: E402
+from gpuopt import backend, problems  # noqa: E402
 from gpuopt.problems import MLP, teacher_student  # noqa: E402
 
 WIDTHS = [16, 64, 64, 1]
@@ -84,17 +87,23 @@ def main(argv=None):
     ap.add_argument("--matmul", type=int, default=2048, help="size n of the n^3 reference product")
     ap.add_argument("--xp", choices=["numpy", "cupy"], default="numpy")
     ap.add_argument("--no-loop", action="store_true", help="skip the per-run loop (slow on a GPU)")
+    ap.add_argument("--no-naive", action="store_true", help="skip the naive NumPy layout")
     args = ap.parse_args(argv)
 
     xp = np if args.xp == "numpy" else backend.get_xp("gpu")
     sync = (lambda: None) if xp is np else (lambda: xp.cuda.Device().synchronize())
 
-    def timed(fn):
+    cores = {}
+
+    def timed(fn, key=None):
         sync()
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         fn()
         sync()
-        return time.perf_counter() - t
+        c, t = time.process_time() - c, time.perf_counter() - t
+        if key is not None and t < best.get(key, float("inf")):
+            cores[key] = c / t  # CPU seconds per second of the best repetition
+        return t
 
     X, y = teacher_student(WIDTHS, "tanh", SAMPLES, seed=0)
     mlp = MLP(X, y, WIDTHS, activation="tanh", loss="mse")
@@ -107,13 +116,14 @@ def main(argv=None):
     c = xp.empty_like(a)
 
     Xf, yf = X.astype(np.float32), y.astype(np.float32)
+    best = {}
     cases = {}
     for R in args.runs:
         x = mlp.init_params(range(R), scheme="xavier_normal", xp=xp, dtype=np.float32)
         case = {"batched": (lambda x=x: mlp.value_and_grad(x))}
         if not args.no_loop:
             case["loop"] = (lambda x=x: [mlp.value_and_grad(x[r]) for r in range(x.shape[0])])
-        if xp is np:
+        if xp is np and not args.no_naive:
             ws = [w.copy() for w, _ in mlp.unpack(x)]
             bs = [bias.copy() for _, bias in mlp.unpack(x)]
             case["naive"] = (lambda ws=ws, bs=bs: naive_value_and_grad(Xf, yf, ws, bs))
@@ -125,22 +135,21 @@ def main(argv=None):
     for case in cases.values():
         for fn in case.values():
             fn()
-    best = {}
     t_mm = float("inf")
     for _ in range(args.reps):
         for R, case in cases.items():
             t_mm = min(t_mm, timed(lambda: xp.matmul(a, b, out=c)))
             for name, fn in case.items():
                 fn()  # steady state, as in a training loop: caches and BLAS threads warm
-                best[R, name] = min(best.get((R, name), float("inf")), timed(fn))
+                best[R, name] = min(best.get((R, name), float("inf")), timed(fn, (R, name)))
     peak = 2.0 * n**3 / t_mm / 1e9
 
-    threads = os.environ.get("GPUOPT_NUM_THREADS", os.cpu_count())
+    threads = problems._threads()
     print(f"MLP {'-'.join(map(str, WIDTHS))}, {SAMPLES} samples, tanh, mse, float32, {args.xp}; "
           f"d = {mlp.dim} parameters, {per_run / 1e6:.2f} MFLOP per run (forward + backward); "
           f"threads = {threads}")
     print(f"reference: float32 matmul {n}^3 = {peak:.1f} GFLOP/s (best of {args.reps})")
-    header = (f"{'R':>6} {'chunk':>6} {'batched ms':>11} {'GFLOP/s':>8} {'% matmul':>9} "
+    header = (f"{'R':>6} {'chunk':>6} {'cores':>5} {'batched ms':>11} {'GFLOP/s':>8} {'% matmul':>9} "
               f"{'loop ms':>9} {'loop GF/s':>9} {'x loop':>7} {'naive GF/s':>10} {'x naive':>8}")
     print(header)
     print("-" * len(header))
@@ -148,7 +157,8 @@ def main(argv=None):
         gf = per_run * R / 1e9
         t = best[R, "batched"]
         chunk, nthreads = mlp._plan(xp, R, np.float32)
-        row = (f"{R:>6} {f'{chunk}x{nthreads}':>6} {t * 1e3:>11.2f} {gf / t:>8.1f} "
+        row = (f"{R:>6} {f'{chunk}x{nthreads}':>6} {cores[R, 'batched']:>5.2f} {t * 1e3:>11.2f} "
+               f"{gf / t:>8.1f} "
                f"{100 * gf / t / peak:>8.1f}%")
         if (R, "loop") in best:
             tl = best[R, "loop"]
@@ -159,7 +169,9 @@ def main(argv=None):
             tn = best[R, "naive"]
             row += f" {gf / tn:>10.1f} {tn / t:>8.1f}"
         print(row)
-    print("chunk = runs per chunk x worker threads; x loop / x naive = speed-up of batched over them")
+    print("chunk = runs per chunk x worker threads; cores = CPU seconds per wall second of the batched "
+          "call (below the core count: other processes had the rest); x loop / x naive = speed-up of "
+          "batched over them")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextvars
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
@@ -477,7 +478,9 @@ class ElementwiseOptimizer(Optimizer):
         shape2 = views[0].shape
         # Scalars go to every block as they are; array hyperparameters (per run) are
         # sliced along with the block.
-        scalars = {k: v for k, v in h.items() if np.ndim(v) == 0}
+        # 0-d arrays, not NumPy scalars: a ufunc converts a scalar operand on every
+        # call, which doubles the fixed cost of a call (~0.5 us against ~0.3 us).
+        scalars = {k: np.asarray(v, dtype=cd) for k, v in h.items() if np.ndim(v) == 0}
         sliced = [(k, _broadcast_2d(v, p.shape, shape2)) for k, v in h.items() if np.ndim(v) != 0]
         nthreads = _threads() if p.size >= _THREAD_MIN else 1
         nblocks = max(1, -(-p.size // BLOCK))
@@ -525,17 +528,34 @@ class ElementwiseOptimizer(Optimizer):
         if nthreads <= 1:
             run(0, blocks)
             return
-        # Interleaved parts balance ragged blocks; the calling thread takes part 0
-        # itself instead of idling. Workers run in a copy of the caller's context, so
-        # that the caller's np.errstate (a context variable) holds there too.
-        parts = [blocks[w::nthreads] for w in range(nthreads)]
-        futures = [_get_pool().submit(contextvars.copy_context().run, run, w, part)
-                   for w, part in enumerate(parts) if w]
+        # The threads take blocks from one shared queue rather than fixed shares: a
+        # pool thread that wakes late (an idle thread can take milliseconds to be
+        # scheduled again) then takes fewer blocks instead of making the others wait.
+        # The calling thread works too instead of idling. Workers run in a copy of the
+        # caller's context, so that the caller's np.errstate holds there too.
+        queue = _BlockQueue(blocks)
+        futures = [_get_pool().submit(contextvars.copy_context().run, run, w, queue)
+                   for w in range(1, nthreads)]
         try:
-            run(0, parts[0])
+            run(0, queue)
         finally:
             for f in futures:  # never return while a worker still writes
                 f.result()
+
+
+class _BlockQueue:
+    """An iterator over blocks that several threads may share."""
+
+    def __init__(self, blocks):
+        self._it = iter(blocks)
+        self._lock = threading.Lock()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            return next(self._it)
 
 
 def _step_count(t):

@@ -36,11 +36,16 @@ al. 2015 (initializations, via ``gpuopt.nn.init``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import ctypes
+import functools
+import glob
 import math
 import numbers
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -51,7 +56,6 @@ from .flat import _view
 # sense without a fan-in (see Problem.init_params).
 INIT_SCHEMES = ("zeros", "constant", "normal", "uniform", "lecun_normal", "xavier_normal",
                 "xavier_uniform", "he_normal", "he_uniform", "orthogonal")
-_FAN_SCHEMES = INIT_SCHEMES[4:]
 
 
 # ---------------------------------------------------------------------------
@@ -231,34 +235,31 @@ class Problem:
         return np.zeros(self.dim)
 
     def init_params(self, seeds, *, scheme="normal", scale=1.0, xp=np, dtype=np.float64):
-        r"""Start points for ``len(seeds)`` runs: :math:`x_r = x_0 + \text{scale}\cdot\xi_r`.
+        r"""Start points for ``len(seeds)`` runs: :math:`x_r = x_0 + \xi_r`.
 
-        :math:`x_0` is :meth:`start_point` and :math:`\xi_r` is drawn from
-        ``numpy.random.default_rng(seeds[r])`` with the distribution the scheme names:
-        ``normal`` :math:`N(0, I)`, ``uniform`` :math:`U(-1, 1)^d`, ``zeros`` no noise
-        (every run starts at :math:`x_0`), ``constant`` the vector of ones (a shift of
-        ``scale`` in every coordinate). The fan-in schemes (``lecun_normal``, ``xavier_*``,
-        ``he_*``, ``orthogonal``) need a layer's fan-in and fan-out, which a test function
-        or a convex problem does not have: they raise ``ValueError`` naming ``scheme``.
-        The draw happens on the host in float64, so a run's start is the same on NumPy
-        and CuPy and in every dtype (up to the final cast).
+        :math:`x_0` is :meth:`start_point` and :math:`\xi_r` is the scheme's draw from
+        ``gpuopt.nn.init`` for a vector of shape ``(dim,)`` with this ``scale``, seeded by
+        ``seeds[r]`` alone: ``normal`` :math:`N(0, \text{scale}^2 I)`, ``uniform`` uniform
+        with standard deviation ``scale`` (bound :math:`\sqrt3\,\text{scale}`), ``zeros``
+        no noise (every run starts at :math:`x_0`), ``constant`` a shift of ``scale`` in
+        every coordinate, and the fan schemes with fan-in = fan-out = ``dim`` (so
+        ``xavier_normal`` and ``lecun_normal`` have standard deviation
+        :math:`\text{scale}/\sqrt{\text{dim}}`, ``he_normal``
+        :math:`\text{scale}\sqrt{2/\text{dim}}`): the same meaning ``scale`` has for a
+        network's weights. ``orthogonal`` needs a matrix and raises ``ValueError`` naming
+        ``scheme``. The draw happens on the host in float64, so a run's start is the same
+        on NumPy and CuPy and in every dtype (up to the final cast).
         """
+        from .nn import init as nn_init
+
         seeds, scale, dtype = _check_init_args(seeds, scale, xp, dtype)
         scheme = _check_choice("scheme", scheme, INIT_SCHEMES)
-        if scheme in _FAN_SCHEMES:
-            raise ValueError(f"scheme {scheme!r} needs a layer's fan-in; {type(self).__name__} takes "
-                             "'zeros', 'constant', 'normal' or 'uniform'")
-        x = np.empty((len(seeds), self.dim))
-        for r, seed in enumerate(seeds):
-            if scheme == "zeros":
-                noise = 0.0
-            elif scheme == "constant":
-                noise = np.ones(self.dim)
-            else:
-                rng = np.random.default_rng(seed)
-                noise = (rng.standard_normal(self.dim) if scheme == "normal"
-                         else rng.uniform(-1.0, 1.0, self.dim))
-            x[r] = self.start_point() + scale * noise
+        if scheme == "orthogonal":
+            raise ValueError(f"scheme 'orthogonal' needs a weight matrix; {type(self).__name__} "
+                             "has a start vector: use another scheme")
+        x = np.tile(self.start_point(), (len(seeds), 1))
+        if seeds:
+            x += nn_init.get(scheme)((self.dim,), seed=seeds, scale=scale, dtype=np.float64)
         return xp.asarray(x.astype(dtype))
 
 
@@ -657,7 +658,87 @@ _pool_lock = threading.Lock()
 
 
 def _threads() -> int:
-    return max(1, int(os.environ.get(_NUM_THREADS_ENV, os.cpu_count() or 1)))
+    """Worker threads for the MLP's chunks: ``GPUOPT_NUM_THREADS``, else the cores
+    this process may run on."""
+    if _NUM_THREADS_ENV in os.environ:
+        return max(1, int(os.environ[_NUM_THREADS_ENV]))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# NumPy's OpenBLAS, when it is one: (get_num_threads, set_num_threads) by ctypes, as
+# threadpoolctl finds them. Python workers that each call a multithreaded OpenBLAS
+# oversubscribe the cores; OpenBLAS's spinning threads then starve the callers
+# (measured on 2 cores under load: calls 10-100x slower, seconds instead of 0.1 s).
+# With OpenBLAS pinned to one thread during the chunked section, the workers run
+# side by side at full speed. The setting is process-wide (despite its name,
+# openblas_set_num_threads_local is too), so it is held only while chunks run and
+# restored by the last MLP evaluation to leave.
+_OPENBLAS_SYMBOLS = (
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+)
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_saved = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas():
+    """``(get, set)`` for the OpenBLAS NumPy was built with, or None (another BLAS,
+    or OpenBLAS not found)."""
+    try:
+        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    if "openblas" not in str(blas).lower():
+        return None
+    here = os.path.dirname(np.__file__)
+    paths = glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas*"))
+    paths += glob.glob(os.path.join(here, ".dylibs", "*openblas*"))
+    try:  # a system OpenBLAS NumPy links to: among the loaded libraries
+        with open("/proc/self/maps") as maps:
+            paths += [line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line]
+    except OSError:
+        pass
+    for path in dict.fromkeys(paths):
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same handle
+        except OSError:
+            continue
+        for get_name, set_name in _OPENBLAS_SYMBOLS:
+            get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
+            if get is not None and set_ is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                set_.restype, set_.argtypes = None, [ctypes.c_int]
+                return get, set_
+    return None
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """OpenBLAS on one thread while the block runs (reference-counted across threads)."""
+    global _blas_users, _blas_saved
+    control = _openblas()
+    if control is None:
+        yield
+        return
+    get, set_ = control
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_saved = get()
+            set_(1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                set_(_blas_saved)
 
 
 def _get_pool() -> ThreadPoolExecutor:
@@ -729,11 +810,19 @@ class MLP(Problem):
     (``workspace_bytes`` per thread on NumPy; on CuPy one chunk, up to
     ``gpu_workspace_bytes``); each chunk is one forward and one backward through
     stacked matrix products ``(c, n, n_{l-1}) @ (c, n_{l-1}, n_l)`` (one BLAS/cuBLAS
-    GEMM per run, the sample axis long and contiguous), with the activations computed
-    in place and the buffers kept across calls. On NumPy the chunks are spread over
-    ``GPUOPT_NUM_THREADS`` threads (default: all cores): BLAS and the ufuncs release
-    the GIL, and per-run products of this size run faster single-threaded side by
-    side than each split over the cores. See ``benchmarks/bench_mlp.py``.
+    GEMM per run, samples along the rows: a 256x64x64 product runs at ~85% of a
+    large product's single-core rate on one core, about half of it when split over
+    the cores), with the activations computed in place,
+    :math:`\mathbf 1^\top\delta` as a product and the buffers kept across calls
+    (per array module, device and dtype). On NumPy the chunks are shared out to
+    ``GPUOPT_NUM_THREADS`` worker threads (default: the cores this process may use;
+    BLAS and the ufuncs release the GIL) with NumPy's OpenBLAS pinned to one thread
+    meanwhile, since workers that each wake a multithreaded BLAS oversubscribe the
+    cores; with a BLAS that cannot be pinned, one worker. ``benchmarks/bench_mlp.py``
+    measures it (16-64-64-1, 256 samples, 1024 runs: ~40% of a large float32
+    product's FLOP rate on 2 cores, against ~15% for the naive batched layout). On
+    CuPy the same code runs as strided-batched cuBLAS calls (CuPy copies transposed
+    operands to contiguous ones first).
     """
 
     name = "mlp"
@@ -837,6 +926,8 @@ class MLP(Problem):
             return max(1, min(runs, self.gpu_workspace_bytes // per_run)), 1
         chunk = max(1, min(runs, self.workspace_bytes // per_run))
         threads = min(_threads(), -(-runs // chunk))
+        if _openblas() is None and _NUM_THREADS_ENV not in os.environ:
+            threads = 1  # a BLAS whose threads we cannot pin would fight our workers
         if threads > 1:
             # Equal chunks, a multiple of the thread count of them where possible.
             chunk = -(-runs // (threads * -(-runs // (threads * chunk))))
@@ -848,10 +939,15 @@ class MLP(Problem):
         key = (xp.__name__, xp.cuda.Device().id if xp is not np else None, np.dtype(dtype).str)
         if not self._ws_lock.acquire(blocking=False):
             return [_Workspace(xp, dtype, chunk, self.n, self.widths) for _ in range(threads)], None
-        wss = self._workspaces.get(key, [])
-        if len(wss) < threads or wss[0].runs < chunk:
-            wss = [_Workspace(xp, dtype, chunk, self.n, self.widths) for _ in range(threads)]
-            self._workspaces[key] = wss
+        try:
+            wss = self._workspaces.get(key, [])
+            if len(wss) < threads or wss[0].runs < chunk:
+                wss = self._workspaces[key] = []  # free the old ones before allocating
+                wss = [_Workspace(xp, dtype, chunk, self.n, self.widths) for _ in range(threads)]
+                self._workspaces[key] = wss
+        except BaseException:
+            self._ws_lock.release()
+            raise
         return wss, self._ws_lock
 
     def _evaluate(self, xp, x, grad):
@@ -881,12 +977,16 @@ class MLP(Problem):
             if threads == 1:
                 work(0)
             else:
-                futures = [_get_pool().submit(work, t) for t in range(1, threads)]
-                try:
-                    work(0)
-                finally:  # the buffers are in use until every worker is done
-                    for fut in futures:
-                        fut.result()
+                with _single_threaded_blas():
+                    # In a copy of the caller's context: its np.errstate holds there too.
+                    futures = [_get_pool().submit(contextvars.copy_context().run, work, t)
+                               for t in range(1, threads)]
+                    try:
+                        work(0)
+                    finally:  # the buffers are in use until every worker is done
+                        wait(futures)
+                for fut in futures:
+                    fut.result()  # a worker's error, raised here
         finally:
             if lock is not None:
                 lock.release()

@@ -53,7 +53,7 @@ seed ``s`` starts from the same point: differences between grid cells are the
 optimizers', not the draws'. Nothing depends on chunking, worker or resume history.
 
 **Where ``[init]`` puts the start.** Networks (``mlp``): weights drawn by the
-``gpuopt.nn.init`` scheme, times ``scale``. Test functions (rosenbrock, beale, ...):
+``gpuopt.nn.init`` scheme, times ``scale``. Test functions and convex problems:
 the problem's standard start point plus ``scale`` times the scheme's noise. See
 ``problem.init_params`` of each problem.
 

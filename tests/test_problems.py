@@ -459,12 +459,16 @@ def test_init_noise_around_the_standard_start():
     many = p.init_params(range(4000), scheme="normal", scale=0.1) - start
     assert abs(many.std() - 0.1) < 0.005 and abs(many.mean()) < 0.005
     uni = p.init_params(range(4000), scheme="uniform", scale=2.0) - start
-    assert -2.0 <= uni.min() < -1.99 and 1.99 < uni.max() <= 2.0
+    bound = 2.0 * np.sqrt(3.0)  # uniform with standard deviation `scale`
+    assert -bound <= uni.min() < -0.99 * bound and 0.99 * bound < uni.max() <= bound
     np.testing.assert_array_equal(P.Quadratic(3, 1, 2).init_params([0], scheme="zeros"), np.zeros((1, 3)))
-    for scheme in ("lecun_normal", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform",
-                   "orthogonal"):
-        with pytest.raises(ValueError, match="scheme"):
-            p.init_params([0], scheme=scheme)
+    # Fan schemes see a vector of `dim` entries: fan-in = fan-out = dim.
+    xav = P.Rosenbrock(50).init_params(range(200), scheme="xavier_normal", scale=2.0) - P.Rosenbrock(50).start_point()
+    assert xav.std() == pytest.approx(2.0 / np.sqrt(50), rel=0.03)
+    he = P.Rosenbrock(50).init_params(range(200), scheme="he_normal") - P.Rosenbrock(50).start_point()
+    assert he.std() == pytest.approx(np.sqrt(2 / 50), rel=0.03)
+    with pytest.raises(ValueError, match="scheme"):
+        p.init_params([0], scheme="orthogonal")
 
 
 def test_mlp_init_uses_nn_init_per_layer():
@@ -661,3 +665,22 @@ def test_non_contiguous_points_are_accepted():
     wide = np.zeros((3, 2 * p.dim))
     wide[:, ::2] = x
     np.testing.assert_array_equal(p.value(wide[:, ::2]), p.value(x))
+
+
+def test_concurrent_evaluations_share_nothing_and_restore_blas():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(8)
+    p = P.MLP(rng.standard_normal((32, 6)), rng.standard_normal((32, 1)), [6, 9, 1])
+    p.workspace_bytes = 3 * p._per_run_bytes(8)  # several chunks per call
+    xs = [p.init_params(range(s, s + 13), scheme="lecun_normal") for s in range(6)]
+    expected = [p.value_and_grad(x) for x in xs]
+    control = P._openblas()
+    before = control[0]() if control else None
+    with ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(p.value_and_grad, xs * 3))
+    for (f, g), (fe, ge) in zip(results, expected * 3, strict=True):
+        np.testing.assert_array_equal(f, fe)
+        np.testing.assert_array_equal(g, ge)
+    if control:
+        assert control[0]() == before
