@@ -372,8 +372,9 @@ def study_mlp(args, device, xp, log):
     ref = "jax" if use_jax else "loop"
     t_ref = med["jax"] if use_jax else t_loop
     steps_done = int(runs["steps"].sum())
-    rows = [{"impl": "engine (one chunk)", "seconds": med["engine"], "runs_per_s": spec.n_runs / med["engine"],
-             "x": t_ref / med["engine"], "times_s": times["engine"],
+    rows = [{"impl": "engine (one chunk)", "seconds": med["engine"],
+             "runs_per_s": spec.n_runs / med["engine"], "x": t_ref / med["engine"],
+             "times_s": times["engine"],
              "note": f"computed {steps_done / (spec.n_runs * spec.steps):.0%} of run-steps"}]
     if use_jax:
         rows.append({"impl": "jax vmap(jit(fori_loop))", "seconds": med["jax"],
@@ -392,7 +393,8 @@ def study_mlp(args, device, xp, log):
     if use_jax:
         jf = out["jax_finals"]
         d = rel_diff(jf[ok], eng[ok])
-        check.update({"jax_vs_engine_runs": int(ok.sum()), "jax_vs_engine_median_rel_diff": float(np.median(d)),
+        check.update({"jax_vs_engine_runs": int(ok.sum()),
+                      "jax_vs_engine_median_rel_diff": float(np.median(d)),
                       "jax_vs_engine_max_rel_diff": float(d.max()),
                       "jax_vs_engine_within_1e-3": int((d <= 1e-3).sum()),
                       "jax_nonfinite_where_engine_diverged": int((~np.isfinite(jf[~ok])).sum())})
@@ -403,7 +405,8 @@ def study_mlp(args, device, xp, log):
               "jax": jax_note, "jax_compile_s": compile_s, "check": check,
               "load_before": before, "load_after": after}
     print_study(result, log)
-    log(f"engine diverged runs: {result['diverged']} of {spec.n_runs} (dropped from the batch when they diverge)")
+    log(f"engine diverged runs: {result['diverged']} of {spec.n_runs} "
+        "(dropped from the batch when they diverge)")
     if not use_jax:
         log(f"jax: {jax_note}")
     log(f"check: per-run loop vs engine final loss on {int(both.sum())} runs: "
@@ -412,7 +415,8 @@ def study_mlp(args, device, xp, log):
         for i in np.flatnonzero(ok)[:: max(1, ok.sum() // 4)][:4]:
             log(f"check: run {i:5d} lr {runs['lr'][i]:.3g} scale {runs['init_scale'][i]:.3g}: "
                 f"engine {eng[i]:.6g}  jax {out['jax_finals'][i]:.6g}")
-        log(f"check: jax vs engine final loss on the {check['jax_vs_engine_runs']} runs that did not diverge: "
+        log(f"check: jax vs engine final loss on the {check['jax_vs_engine_runs']} runs that did not "
+            "diverge: "
             f"median rel diff {check['jax_vs_engine_median_rel_diff']:.1e}, max "
             f"{check['jax_vs_engine_max_rel_diff']:.1e}, {check['jax_vs_engine_within_1e-3']} within 1e-3; "
             f"jax non-finite on {check['jax_nonfinite_where_engine_diverged']} of the {result['diverged']} "
@@ -475,8 +479,10 @@ def study_dask(args, device, log):
     counts = [1, 2]
     if device == "gpu":
         counts = [n for n in counts if n <= backend.device_count()]
-    env = worker_env(spec, 1)
-    log(f"dask worker environment: {env[0]}")
+    env = None
+    if device == "cpu":  # on a GPU machine the probe would cost another cluster start
+        env = worker_env(spec, 1)[0]
+        log(f"dask worker environment: {env}")
     configs = [("none", None)] + [("local", n) for n in counts]
     base = Path(tempfile.mkdtemp(prefix="bench-study-"))
     times: dict = {c: [] for c in configs}
@@ -536,7 +542,8 @@ def print_study(r, log):
     log(head)
     log("-" * len(head))
     for row in r["rows"]:
-        log(f"{row['impl']:34} {row['seconds']:9.2f} {row['runs_per_s']:11.1f} {row['x']:9.1f}  {row['note']}")
+        log(f"{row['impl']:34} {row['seconds']:9.2f} {row['runs_per_s']:11.1f} {row['x']:9.1f}  "
+            f"{row['note']}")
     tgt = r.get("target")
     if tgt is not None:
         verdict = "met" if r["speedup"] >= tgt else "MISSED"
@@ -603,8 +610,8 @@ def main(argv=None):
 
     info = {"python": platform.python_version(), "numpy": np.__version__, "gpuopt": go.__version__,
             "cpu_count": os.cpu_count(), "gpuopt_threads": go.optim._threads(),
-            "backend": backend.info(), "device": args.device, "args": {k: (str(v) if isinstance(v, Path) else v)
-                                                                       for k, v in vars(args).items()}}
+            "backend": backend.info(), "device": args.device,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     with contextlib.suppress(ImportError):
         import jax
 
@@ -617,17 +624,23 @@ def main(argv=None):
         print(msg, flush=True)
 
     results = []
+
+    def save():  # after every study, so a run stopped by a time limit keeps what it measured
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+            tmp.write_text(json.dumps({"info": info, "studies": results}, indent=1, default=str))
+            tmp.replace(args.json)  # whole or absent
+
     if "1" in studies:
         results.append(study_rosenbrock(args, args.device, xp, log))
+        save()
     if "2" in studies:
         results.append(study_mlp(args, args.device, xp, log))
+        save()
     if "3" in studies:
         results.append(study_dask(args, args.device, log))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps({"info": info, "studies": results}, indent=1, default=str))
-        tmp.replace(args.json)  # whole or absent
+        save()
     return results
 
 

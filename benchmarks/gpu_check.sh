@@ -35,6 +35,12 @@ run() {  # name, timeout seconds, command...
 run gpu_tests 150 python3 -m pytest -q -x -k "cupy or gpu" tests -p no:cacheprovider
 # 2. Update kernels: effective bandwidth against a device copy, vs torch fused CUDA Adam.
 run bench_update 120 python3 benchmarks/bench_update.py --device gpu --sizes 1M,8M,64M --json "$out/bench_update.json"
-# 3. Grid studies at GPU size.
-run bench_study 180 python3 benchmarks/bench_study.py --device gpu --rosenbrock-runs 1000000 --mlp-runs 65536 --json "$out/bench_study.json"
+# 3. Grid studies at GPU size: 1,000,000 Rosenbrock/Adam runs x 1,000 steps and 65,536 MLP
+#    runs x 100 GD steps as one batch each, against per-run loops (a few runs, extrapolated)
+#    and jax (when jax has a GPU backend); one repetition each (kernels are built by a
+#    warm-up first). Study 3 (Dask, one worker per GPU) runs only when dask imports.
+#    The JSON is rewritten after each study, so a timeout keeps what was measured.
+run bench_study 180 python3 benchmarks/bench_study.py --device gpu --reps 1 \
+  --rosenbrock-runs 1000000 --rosenbrock-loop-runs 10 --mlp-runs 65536 --mlp-loop-runs 8 \
+  --dask-runs 16384 --dask-chunk-size 4096 --json "$out/bench_study.json"
 exit $status

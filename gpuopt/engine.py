@@ -241,13 +241,28 @@ def run_chunk(spec: StudySpec, chunk: Chunk, *, steps: int | None = None) -> Chu
 
     # A run's curve is its records before it diverged: a prefix of the recorded steps.
     rec_steps = np.asarray(rec_steps, np.int64)
-    counts = np.where(diverged, np.searchsorted(rec_steps, div_step, side="left"), rec_steps.size)
-    taken = np.arange(rec_steps.size) < counts[:, None]  # (R, K), run-major
-    curves = pd.DataFrame({"run_id": np.repeat(cols["run_id"], counts),
-                           "step": np.broadcast_to(rec_steps, taken.shape)[taken],
-                           "loss": np.ascontiguousarray(rec[:rec_steps.size].T)[taken]},
+    K = rec_steps.size
+    loss = _by_run(rec[:K]).reshape(-1)
+    step = np.tile(rec_steps, R)
+    counts = K
+    if diverged.any():
+        counts = np.where(diverged, np.searchsorted(rec_steps, div_step, side="left"), K)
+        taken = (np.arange(K) < counts[:, None]).reshape(-1)
+        loss, step = loss[taken], step[taken]
+    curves = pd.DataFrame({"run_id": np.repeat(cols["run_id"], counts), "step": step, "loss": loss},
                           copy=False)
     return ChunkResult(chunk, runs, curves, time.perf_counter() - t_start)
+
+
+def _by_run(rec):
+    """``rec`` ``(K, R)`` as a contiguous ``(R, K)`` array, transposed in cache-sized
+    blocks (a plain copy of the transposed view is ~7x slower for R in the millions)."""
+    k, r = rec.shape
+    out = np.empty((r, k), rec.dtype)
+    b = max(1, (1 << 18) // max(k, 1))  # 2 MiB of float64 per block
+    for i in range(0, r, b):
+        out[i:i + b] = rec[:, i:i + b].T
+    return out
 
 
 def _compact(cls, kwargs, opt, state, keep, keep_h):
