@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gpuopt import backend, problems  # noqa: E402
+from gpuopt import backend, parallel, problems  # noqa: E402
 from gpuopt.problems import MLP, teacher_student  # noqa: E402
 
 WIDTHS = [16, 64, 64, 1]
@@ -144,7 +144,7 @@ def main(argv=None):
                 best[R, name] = min(best.get((R, name), float("inf")), timed(fn, (R, name)))
     peak = 2.0 * n**3 / t_mm / 1e9
 
-    threads = problems._threads()
+    threads = parallel.num_threads()
     print(f"MLP {'-'.join(map(str, WIDTHS))}, {SAMPLES} samples, tanh, mse, float32, {args.xp}; "
           f"d = {mlp.dim} parameters, {per_run / 1e6:.2f} MFLOP per run (forward + backward); "
           f"threads = {threads}")

@@ -371,11 +371,12 @@ def study_mlp(args, device, xp, log):
     t_loop = med["loop"] / len(subset) * spec.n_runs
     ref = "jax" if use_jax else "loop"
     t_ref = med["jax"] if use_jax else t_loop
-    steps_done = int(runs["steps"].sum())
+    share = int(runs["steps"].sum()) / (spec.n_runs * spec.steps)  # jax computes every step of every run
     rows = [{"impl": "engine (one chunk)", "seconds": med["engine"],
              "runs_per_s": spec.n_runs / med["engine"], "x": t_ref / med["engine"],
              "times_s": times["engine"],
-             "note": f"computed {steps_done / (spec.n_runs * spec.steps):.0%} of run-steps"}]
+             "note": f"computed {share:.0%} of the run-steps (diverged runs dropped); "
+                     f"{share * t_ref / med['engine']:.2f}x {ref} per run-step"}]
     if use_jax:
         rows.append({"impl": "jax vmap(jit(fori_loop))", "seconds": med["jax"],
                      "runs_per_s": spec.n_runs / med["jax"], "x": 1.0, "times_s": times["jax"],
@@ -401,6 +402,7 @@ def study_mlp(args, device, xp, log):
     result = {"study": 2, "title": f"MLP {'-'.join(map(str, WIDTHS))} tanh, {SAMPLES} samples, GD, float32, "
                                    f"{device}: {describe(spec)}",
               "rows": rows, "reference": ref, "speedup": t_ref / med["engine"],
+              "run_steps_share": share, "speedup_per_run_step": share * t_ref / med["engine"],
               "target": 1.0 if use_jax else None, "diverged": int(runs["diverged"].sum()),
               "jax": jax_note, "jax_compile_s": compile_s, "check": check,
               "load_before": before, "load_after": after}
@@ -519,6 +521,7 @@ def study_dask(args, device, log):
                      "wall_s": wall, "exec_s": ex, "startup_s": med(c, "startup"), "task_sum_s": tsum,
                      "task_max_s": med(c, "task_max"), "runs_per_s": spec.n_runs / ex,
                      "speedup_vs_1_worker": med(one, "exec") / ex if one in times else None,
+                     "task_time_vs_1_worker": tsum / med(one, "task_sum") if one in times else None,
                      "overhead_exec": (ex - tsum / n) / ex,
                      "overhead_wall": (wall - tsum / n) / wall, "reps": times[c]})
     two = next((r for r in rows if r["impl"].endswith("workers=2")), None)
@@ -533,6 +536,10 @@ def study_dask(args, device, log):
 
 # ---------------------------------------------------------------------------
 # Output
+
+
+def fmt(x, spec=".2f"):
+    return "-" if x is None else format(x, spec)
 
 
 def print_study(r, log):
@@ -555,16 +562,17 @@ def print_dask(r, log):
     log("")
     log(f"== study 3: {r['title']}")
     head = (f"{'configuration':34} {'wall s':>7} {'start s':>7} {'exec s':>7} {'tasks s':>8} {'runs/s':>7} "
-            f"{'x 1 wkr':>7} {'ovh exec':>8} {'ovh wall':>8}")
+            f"{'x 1 wkr':>7} {'ovh exec':>8} {'ovh wall':>8} {'task t':>6}")
     log(head)
     log("-" * len(head))
     for row in r["rows"]:
         sp = row["speedup_vs_1_worker"]
         log(f"{row['impl']:34} {row['wall_s']:7.2f} {row['startup_s']:7.2f} {row['exec_s']:7.2f} "
-            f"{row['task_sum_s']:8.2f} {row['runs_per_s']:7.1f} {'-' if sp is None else f'{sp:.2f}':>7} "
-            f"{row['overhead_exec']:8.1%} {row['overhead_wall']:8.1%}")
+            f"{row['task_sum_s']:8.2f} {row['runs_per_s']:7.1f} {fmt(sp):>7} "
+            f"{row['overhead_exec']:8.1%} {row['overhead_wall']:8.1%} {fmt(row['task_time_vs_1_worker']):>6}")
     log("tasks s = sum of the tasks' engine seconds; ovh = (wall - tasks s / workers) / wall, over the "
-        "execution phase (exec) and the whole Study.run call (wall)")
+        "execution phase (exec) and the whole Study.run call (wall); task t = the tasks' total engine time "
+        "over that with 1 worker (above 1: the workers got less than a core each, or shared a resource)")
     sp = r["speedup_2_workers"]
     if sp is not None:
         log(f"second worker: {sp:.2f}x (target >= {r['target_speedup']}x: "

@@ -245,7 +245,7 @@ def main(argv=None):
         "python": platform.python_version(), "numpy": np.__version__,
         "torch": None if torch is None else torch.__version__,
         "torch_threads": None if torch is None else torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "gpuopt_threads": go.optim._threads(),
+        "cpu_count": os.cpu_count(), "gpuopt_threads": go.parallel.num_threads(),
         "block": go.optim.BLOCK, "machine": platform.machine(), "backend": go.backend.info(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }

@@ -40,7 +40,7 @@ class FlatParams:
         self.data = xp.zeros(lead + (self.offsets[-1],), dtype=dtype)
         self.views = [
             _view(self.data[..., a:b], lead + s)
-            for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)
+            for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
         ]
 
     @classmethod
@@ -56,7 +56,7 @@ class FlatParams:
                 if a.ndim == 0 or a.shape[0] != runs:
                     raise ValueError(f"arrays[{i}] has shape {a.shape}, not a leading run axis of {runs}")
         flat = cls(shapes, runs=runs, dtype=np.result_type(*[a.dtype for a in arrays]), xp=xp)
-        for v, a in zip(flat.views, arrays):
+        for v, a in zip(flat.views, arrays, strict=True):
             v[...] = a
         return flat
 

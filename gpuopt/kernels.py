@@ -181,7 +181,7 @@ def _resolve(body: str, flags: frozenset[str], name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source(name: str) -> KernelSource:
     """The parsed kernel file ``kernels/<name>.cu`` (read once per process)."""
     path = kernel_dir() / f"{name}.cu"
@@ -190,13 +190,13 @@ def source(name: str) -> KernelSource:
     return parse(path.read_text(), name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def variant(name: str, flags: frozenset[str] = frozenset()) -> Kernel:
     """The specialized variant ``name`` with ``flags`` (cached)."""
     return source(name).specialize(flags)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_kernel(name: str, flags: frozenset[str] = frozenset()):
     """The ``cupy.ElementwiseKernel`` of a variant, built once per process.
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import backend
@@ -106,7 +108,11 @@ def minimize(fun, x0, jac=None, method="adam", options=None, callback=None, hess
             break
         x_prev = x.copy() if batched else None
         if cls is Newton:
-            kw = {"hessian": hess(x)} if hess is not None else {"hvp": lambda v, x=x.copy(): hessp(x, v)}
+            if hess is not None:
+                kw = {"hessian": hess(x)}
+            else:
+                # The step changes x in place; H v is taken where the step started.
+                kw = {"hvp": functools.partial(hessp, x.copy())}
             opt.step(x, g, state, **kw)
         else:
             opt.step(x, g, state)

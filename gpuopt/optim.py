@@ -36,16 +36,13 @@ conventions where the papers leave a choice.
 
 from __future__ import annotations
 
-import contextvars
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import numpy as np
 
-from . import backend, kernels
+from . import backend, kernels, parallel
 
 # NumPy blocks (elements): the p, g, state and scratch blocks of one update stay in
 # cache across the ~12 ufunc passes an update needs, so main memory sees about one
@@ -57,18 +54,6 @@ from . import backend, kernels
 BLOCK = 1 << 18
 # Below this many elements the thread pool costs more than it saves.
 _THREAD_MIN = 1 << 18
-_pool: ThreadPoolExecutor | None = None
-
-
-def _threads() -> int:
-    return max(1, int(os.environ.get("GPUOPT_NUM_THREADS", os.cpu_count() or 1)))
-
-
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_threads(), thread_name_prefix="gpuopt")
-    return _pool
 
 
 # ---------------------------------------------------------------------------
@@ -482,7 +467,7 @@ class ElementwiseOptimizer(Optimizer):
         # call, which doubles the fixed cost of a call (~0.5 us against ~0.3 us).
         scalars = {k: np.asarray(v, dtype=cd) for k, v in h.items() if np.ndim(v) == 0}
         sliced = [(k, _broadcast_2d(v, p.shape, shape2)) for k, v in h.items() if np.ndim(v) != 0]
-        nthreads = _threads() if p.size >= _THREAD_MIN else 1
+        nthreads = parallel.num_threads() if p.size >= _THREAD_MIN else 1
         nblocks = max(1, -(-p.size // BLOCK))
         if nthreads > 1:  # a whole number of equal blocks per thread
             nblocks = -(-nblocks // nthreads) * nthreads
@@ -534,13 +519,7 @@ class ElementwiseOptimizer(Optimizer):
         # The calling thread works too instead of idling. Workers run in a copy of the
         # caller's context, so that the caller's np.errstate holds there too.
         queue = _BlockQueue(blocks)
-        futures = [_get_pool().submit(contextvars.copy_context().run, run, w, queue)
-                   for w in range(1, nthreads)]
-        try:
-            run(0, queue)
-        finally:
-            for f in futures:  # never return while a worker still writes
-                f.result()
+        parallel.run_parallel(lambda w: run(w, queue), nthreads, pool="elementwise")
 
 
 class _BlockQueue:

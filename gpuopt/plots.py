@@ -67,7 +67,7 @@ def _heatmaps(plt, df, opt_name, path):
     lo = np.log10(max(finite.min(), 1e-300)) if len(finite) else -1.0
     hi = np.log10(max(finite.max(), 1e-300)) if len(finite) else 1.0
     image = None
-    for ax, (key, g) in zip(axes.flat, groups):
+    for ax, (key, g) in zip(axes.flat, groups, strict=False):
         lrs = np.sort(g["lr"].unique())
         scales = np.sort(g["init_scale"].unique())
         med = np.full((len(scales), len(lrs)), np.nan)
@@ -86,7 +86,7 @@ def _heatmaps(plt, df, opt_name, path):
         ax.set_xlabel("learning rate")
         ax.set_ylabel("init scale")
         key = key if isinstance(key, tuple) else (key,)
-        ax.set_title(", ".join(f"{k}={_fmt(v)}" for k, v in zip(facets, key)), fontsize=9)
+        ax.set_title(", ".join(f"{k}={_fmt(v)}" for k, v in zip(facets, key, strict=False)), fontsize=9)
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, label="log10 median final loss (converged seeds)")
@@ -121,7 +121,7 @@ def _curves(plt, df, curves, opt_name, top, path):
 def _diverged(plt, runs, path):
     names = sorted(runs["optimizer"].unique())
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False, sharey=True)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         df = runs[runs["optimizer"] == name]
         for scale, g in df.groupby("init_scale"):
             frac = g.groupby("lr")["diverged"].mean()

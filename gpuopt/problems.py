@@ -37,19 +37,14 @@ al. 2015 (initializations, via ``gpuopt.nn.init``).
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import ctypes
-import functools
-import glob
 import math
 import numbers
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 from .flat import _view
 
 # The schemes of gpuopt.nn.init; the non-network problems accept the ones that make
@@ -652,105 +647,6 @@ class LogisticRegression(Problem):
 # ---------------------------------------------------------------------------
 # MLP
 
-_NUM_THREADS_ENV = "GPUOPT_NUM_THREADS"
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _threads() -> int:
-    """Worker threads for the MLP's chunks: ``GPUOPT_NUM_THREADS``, else the cores
-    this process may run on."""
-    if _NUM_THREADS_ENV in os.environ:
-        return max(1, int(os.environ[_NUM_THREADS_ENV]))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-# NumPy's OpenBLAS, when it is one: (get_num_threads, set_num_threads) by ctypes, as
-# threadpoolctl finds them. Python workers that each call a multithreaded OpenBLAS
-# oversubscribe the cores; OpenBLAS's spinning threads then starve the callers
-# (measured on 2 cores under load: calls 10-100x slower, seconds instead of 0.1 s).
-# With OpenBLAS pinned to one thread during the chunked section, the workers run
-# side by side at full speed. The setting is process-wide (despite its name,
-# openblas_set_num_threads_local is too), so it is held only while chunks run and
-# restored by the last MLP evaluation to leave.
-_OPENBLAS_SYMBOLS = (
-    ("openblas_get_num_threads", "openblas_set_num_threads"),
-    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-)
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_saved = 1
-
-
-@functools.lru_cache(maxsize=1)
-def _openblas():
-    """``(get, set)`` for the OpenBLAS NumPy was built with, or None (another BLAS,
-    or OpenBLAS not found)."""
-    try:
-        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]
-    except (AttributeError, KeyError, TypeError):
-        return None
-    if "openblas" not in str(blas).lower():
-        return None
-    here = os.path.dirname(np.__file__)
-    paths = glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas*"))
-    paths += glob.glob(os.path.join(here, ".dylibs", "*openblas*"))
-    try:  # a system OpenBLAS NumPy links to: among the loaded libraries
-        with open("/proc/self/maps") as maps:
-            paths += [line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line]
-    except OSError:
-        pass
-    for path in dict.fromkeys(paths):
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: the same handle
-        except OSError:
-            continue
-        for get_name, set_name in _OPENBLAS_SYMBOLS:
-            get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
-            if get is not None and set_ is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                set_.restype, set_.argtypes = None, [ctypes.c_int]
-                return get, set_
-    return None
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """OpenBLAS on one thread while the block runs (reference-counted across threads)."""
-    global _blas_users, _blas_saved
-    control = _openblas()
-    if control is None:
-        yield
-        return
-    get, set_ = control
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_saved = get()
-            set_(1)
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                set_(_blas_saved)
-
-
-def _get_pool() -> ThreadPoolExecutor:
-    # Its own pool, not the optimizers': the activations may hand blocks to that one
-    # from inside an MLP worker, and a pool that waits on itself can deadlock.
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(_threads(), thread_name_prefix="gpuopt-mlp")
-        return _pool
-
-
 class _Workspace:
     """Per-thread buffers of one chunk of up to ``runs`` runs: the pre-activations
     (overwritten by the activations), the derivatives, and one scratch buffer for the
@@ -925,8 +821,8 @@ class MLP(Problem):
         if xp is not np:
             return max(1, min(runs, self.gpu_workspace_bytes // per_run)), 1
         chunk = max(1, min(runs, self.workspace_bytes // per_run))
-        threads = min(_threads(), -(-runs // chunk))
-        if _openblas() is None and _NUM_THREADS_ENV not in os.environ:
+        threads = min(parallel.num_threads(), -(-runs // chunk))
+        if parallel.openblas() is None and parallel.NUM_THREADS_ENV not in os.environ:
             threads = 1  # a BLAS whose threads we cannot pin would fight our workers
         if threads > 1:
             # Equal chunks, a multiple of the thread count of them where possible.
@@ -974,19 +870,8 @@ class MLP(Problem):
                 self._chunk(xp, data, x[s:e], None if g is None else g[s:e], f[s:e], wss[t])
 
         try:
-            if threads == 1:
-                work(0)
-            else:
-                with _single_threaded_blas():
-                    # In a copy of the caller's context: its np.errstate holds there too.
-                    futures = [_get_pool().submit(contextvars.copy_context().run, work, t)
-                               for t in range(1, threads)]
-                    try:
-                        work(0)
-                    finally:  # the buffers are in use until every worker is done
-                        wait(futures)
-                for fut in futures:
-                    fut.result()  # a worker's error, raised here
+            with parallel.single_threaded_blas() if threads > 1 else contextlib.nullcontext():
+                parallel.run_parallel(work, threads, pool="mlp")
         finally:
             if lock is not None:
                 lock.release()

@@ -44,3 +44,29 @@ def make_optimizer(case, **extra):
 def case(request):
     """One row of ELEMENTWISE_CASES."""
     return request.param
+
+
+# A small study for the engine, store, cluster and CLI tests: 80 runs of 600 steps of
+# 2-D Rosenbrock (chunks of 4 take roughly 0.1 s each). ``{name}`` is the study name.
+ROSENBROCK_STUDY = """\
+[study]
+name = "{name}"
+steps = 600
+seeds = 4
+record_every = 100
+
+[problem]
+kind = "rosenbrock"
+
+[init]
+scale = {{ values = [0.1, 0.5] }}
+
+[[optimizers]]
+name = "adam"
+lr = {{ logspace = [-3, -1, 5] }}
+
+[[optimizers]]
+name = "sgd"
+lr = {{ logspace = [-4, -2.5, 5] }}
+momentum = 0.9
+"""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROSENBROCK_STUDY
 
 import gpuopt as go
 from gpuopt.cli import main
@@ -19,29 +20,7 @@ from gpuopt.study import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# 80 runs of 600 steps in chunks of 4: 20 chunks of roughly 0.1 s each.
-STUDY = """\
-[study]
-name = "cli-test"
-steps = 600
-seeds = 4
-record_every = 100
-
-[problem]
-kind = "rosenbrock"
-
-[init]
-scale = { values = [0.1, 0.5] }
-
-[[optimizers]]
-name = "adam"
-lr = { logspace = [-3, -1, 5] }
-
-[[optimizers]]
-name = "sgd"
-lr = { logspace = [-4, -2.5, 5] }
-momentum = 0.9
-"""
+STUDY = ROSENBROCK_STUDY.format(name="cli-test")
 CHUNK = 4
 
 

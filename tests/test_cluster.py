@@ -9,6 +9,7 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import ROSENBROCK_STUDY
 
 import gpuopt as go
 from gpuopt.cluster import ClusterError, run_study
@@ -17,29 +18,7 @@ from gpuopt.study import load_spec
 
 pytestmark = pytest.mark.slow
 
-# 80 runs of 600 steps in chunks of 4: 20 chunks of roughly 0.1 s each.
-STUDY = """\
-[study]
-name = "cluster-test"
-steps = 600
-seeds = 4
-record_every = 100
-
-[problem]
-kind = "rosenbrock"
-
-[init]
-scale = { values = [0.1, 0.5] }
-
-[[optimizers]]
-name = "adam"
-lr = { logspace = [-3, -1, 5] }
-
-[[optimizers]]
-name = "sgd"
-lr = { logspace = [-4, -2.5, 5] }
-momentum = 0.9
-"""
+STUDY = ROSENBROCK_STUDY.format(name="cluster-test")
 CHUNK = 4
 
 

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuopt as go
+from gpuopt import parallel
 from gpuopt import problems as P
 from gpuopt.nn import ACTIVATIONS
 from gpuopt.nn import init as nn_init
@@ -463,9 +464,10 @@ def test_init_noise_around_the_standard_start():
     assert -bound <= uni.min() < -0.99 * bound and 0.99 * bound < uni.max() <= bound
     np.testing.assert_array_equal(P.Quadratic(3, 1, 2).init_params([0], scheme="zeros"), np.zeros((1, 3)))
     # Fan schemes see a vector of `dim` entries: fan-in = fan-out = dim.
-    xav = P.Rosenbrock(50).init_params(range(200), scheme="xavier_normal", scale=2.0) - P.Rosenbrock(50).start_point()
+    p50 = P.Rosenbrock(50)
+    xav = p50.init_params(range(200), scheme="xavier_normal", scale=2.0) - p50.start_point()
     assert xav.std() == pytest.approx(2.0 / np.sqrt(50), rel=0.03)
-    he = P.Rosenbrock(50).init_params(range(200), scheme="he_normal") - P.Rosenbrock(50).start_point()
+    he = p50.init_params(range(200), scheme="he_normal") - p50.start_point()
     assert he.std() == pytest.approx(np.sqrt(2 / 50), rel=0.03)
     with pytest.raises(ValueError, match="scheme"):
         p.init_params([0], scheme="orthogonal")
@@ -675,7 +677,7 @@ def test_concurrent_evaluations_share_nothing_and_restore_blas():
     p.workspace_bytes = 3 * p._per_run_bytes(8)  # several chunks per call
     xs = [p.init_params(range(s, s + 13), scheme="lecun_normal") for s in range(6)]
     expected = [p.value_and_grad(x) for x in xs]
-    control = P._openblas()
+    control = parallel.openblas()
     before = control[0]() if control else None
     with ThreadPoolExecutor(4) as ex:
         results = list(ex.map(p.value_and_grad, xs * 3))

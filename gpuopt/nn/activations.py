@@ -54,10 +54,7 @@ import math
 
 import numpy as np
 
-from .. import backend, kernels
-
-# The optimizers' thread pool: one set of worker threads per process.
-from ..optim import _get_pool, _threads
+from .. import backend, kernels, parallel
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu")
 
@@ -309,13 +306,8 @@ def _numpy_apply(name, z, a, da):
                     rule(xb, ab, db, t, c)
 
     starts = range(0, n, BLOCK)
-    nthreads = min(_threads(), len(starts)) if n >= _THREAD_MIN else 1
-    if nthreads <= 1:
-        run(starts)
-        return
-    futures = [_get_pool().submit(run, starts[w::nthreads]) for w in range(nthreads)]
-    for f in futures:
-        f.result()
+    nthreads = min(parallel.num_threads(), len(starts)) if n >= _THREAD_MIN else 1
+    parallel.run_parallel(lambda w: run(starts[w::nthreads]), nthreads, pool="elementwise")
 
 
 # ---------------------------------------------------------------------------
