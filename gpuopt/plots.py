@@ -8,7 +8,8 @@ PNG files into ``out_dir/figures``:
   hyperparameter; cells where most seeds diverged are marked with a cross.
 - ``curves_<optimizer>.png``: the loss curves of the best runs (lowest final loss).
 - ``diverged.png``: fraction of diverged runs against the learning rate, one panel
-  per optimizer, one line per init scale.
+  per optimizer and setting of its other swept hyperparameters, one line per init
+  scale.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _heatmaps(plt, df, opt_name, path):
     groups = list(df.groupby(facets, sort=True, dropna=False))
     ncols = min(3, len(groups))
     nrows = -(-len(groups) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 4.0 * nrows), squeeze=False,
+                             layout="constrained")
     finite = df.loc[~df["diverged"], "final_loss"]
     lo = np.log10(max(finite.min(), 1e-300)) if len(finite) else -1.0
     hi = np.log10(max(finite.max(), 1e-300)) if len(finite) else 1.0
@@ -80,7 +82,7 @@ def _heatmaps(plt, df, opt_name, path):
                 med[i, j] = np.log10(max(float(ok.median()), 1e-300))
         image = ax.imshow(med, origin="lower", aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
         ii, jj = np.nonzero(frac > 0.5)
-        ax.scatter(jj, ii, marker="x", color="red", s=40, label="diverged (most seeds)")
+        ax.scatter(jj, ii, marker="x", color="red", s=40)
         ax.set_xticks(range(len(lrs)), [f"{v:.2g}" for v in lrs], rotation=60, fontsize=7)
         ax.set_yticks(range(len(scales)), [f"{v:.2g}" for v in scales], fontsize=7)
         ax.set_xlabel("learning rate")
@@ -90,10 +92,7 @@ def _heatmaps(plt, df, opt_name, path):
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, label="log10 median final loss (converged seeds)")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles[:1], labels[:1], loc="lower right", fontsize=8)
-    fig.suptitle(f"{opt_name}: final loss over learning rate x init scale")
+    fig.suptitle(f"{opt_name}: final loss over learning rate x init scale (x: most seeds diverged)")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -119,20 +118,32 @@ def _curves(plt, df, curves, opt_name, top, path):
 
 
 def _diverged(plt, runs, path):
-    names = sorted(runs["optimizer"].unique())
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False, sharey=True)
-    for ax, name in zip(axes.flat, names, strict=False):
-        df = runs[runs["optimizer"] == name]
+    # One panel per optimizer and setting of its other swept hyperparameters (a
+    # momentum of 0 and of 0.9 diverge at different learning rates).
+    panels = []
+    for name, df in runs.groupby("optimizer", sort=True):
+        facets = _swept(df, exclude=("lr",))
+        for key, g in (df.groupby(facets, sort=True) if facets else [((), df)]):
+            key = key if isinstance(key, tuple) else (key,)
+            title = ", ".join([name, *(f"{k}={_fmt(v)}" for k, v in zip(facets, key, strict=True))])
+            panels.append((title, g))
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False,
+                             sharey=True, layout="constrained")
+    for ax, (title, df) in zip(axes.flat, panels, strict=False):
         for scale, g in df.groupby("init_scale"):
             frac = g.groupby("lr")["diverged"].mean()
             ax.plot(frac.index, frac.values, marker="o", ms=3, label=f"scale {scale:.2g}")
         ax.set_xscale("log")
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("learning rate")
-        ax.set_title(name)
+        ax.set_ylabel("fraction diverged")
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=6)
-    axes.flat[0].set_ylabel("fraction diverged")
-    fig.suptitle("Divergence against the learning rate")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle("Divergence against the learning rate (all seeds and init schemes)")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
