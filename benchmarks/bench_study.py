@@ -459,10 +459,10 @@ def worker_env(spec, workers):
     def probe():
         import os as os_
 
-        from gpuopt import optim
+        from gpuopt import parallel
 
         names = ("GPUOPT_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        return {**{k: os_.environ.get(k) for k in names}, "gpuopt_threads": optim._threads()}
+        return {**{k: os_.environ.get(k) for k in names}, "gpuopt_threads": parallel.num_threads()}
 
     with cluster.connect("local", spec=spec, workers=workers, dashboard=None) as client:
         return list(client.run(probe).values())
@@ -617,7 +617,7 @@ def main(argv=None):
     xp = backend.get_xp(args.device)
 
     info = {"python": platform.python_version(), "numpy": np.__version__, "gpuopt": go.__version__,
-            "cpu_count": os.cpu_count(), "gpuopt_threads": go.optim._threads(),
+            "cpu_count": os.cpu_count(), "gpuopt_threads": go.parallel.num_threads(),
             "backend": backend.info(), "device": args.device,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     with contextlib.suppress(ImportError):

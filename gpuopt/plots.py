@@ -58,6 +58,24 @@ def plot_study(out_dir, *, top=10) -> list[Path]:
     return written
 
 
+def heatmap_grid(df):
+    """The heatmap of one panel: ``(lrs, scales, median, fraction)`` where
+    ``median[i, j]`` is log10 of the median final loss over the runs at
+    ``scales[i]`` and ``lrs[j]`` that did not diverge (NaN when all did) and
+    ``fraction[i, j]`` the fraction of those runs that diverged."""
+    lrs = np.sort(df["lr"].unique())
+    scales = np.sort(df["init_scale"].unique())
+    med = np.full((len(scales), len(lrs)), np.nan)
+    frac = np.zeros_like(med)
+    for (s, lr), cell in df.groupby(["init_scale", "lr"]):
+        i, j = np.searchsorted(scales, s), np.searchsorted(lrs, lr)
+        frac[i, j] = cell["diverged"].mean()
+        ok = cell.loc[~cell["diverged"], "final_loss"]
+        if len(ok):
+            med[i, j] = np.log10(max(float(ok.median()), 1e-300))
+    return lrs, scales, med, frac
+
+
 def _heatmaps(plt, df, opt_name, path):
     facets = ["init_scheme", *_swept(df, exclude=("lr",))]
     groups = list(df.groupby(facets, sort=True, dropna=False))
@@ -70,16 +88,7 @@ def _heatmaps(plt, df, opt_name, path):
     hi = np.log10(max(finite.max(), 1e-300)) if len(finite) else 1.0
     image = None
     for ax, (key, g) in zip(axes.flat, groups, strict=False):
-        lrs = np.sort(g["lr"].unique())
-        scales = np.sort(g["init_scale"].unique())
-        med = np.full((len(scales), len(lrs)), np.nan)
-        frac = np.zeros_like(med)
-        for (s, lr), cell in g.groupby(["init_scale", "lr"]):
-            i, j = np.searchsorted(scales, s), np.searchsorted(lrs, lr)
-            frac[i, j] = cell["diverged"].mean()
-            ok = cell.loc[~cell["diverged"], "final_loss"]
-            if len(ok):
-                med[i, j] = np.log10(max(float(ok.median()), 1e-300))
+        lrs, scales, med, frac = heatmap_grid(g)
         image = ax.imshow(med, origin="lower", aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
         ii, jj = np.nonzero(frac > 0.5)
         ax.scatter(jj, ii, marker="x", color="red", s=40)
