@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gpuopt import backend, parallel, problems  # noqa: E402
+from gpuopt import backend, parallel  # noqa: E402
 from gpuopt.problems import MLP, teacher_student  # noqa: E402
 
 WIDTHS = [16, 64, 64, 1]

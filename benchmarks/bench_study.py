@@ -2,8 +2,14 @@
 
     python benchmarks/bench_study.py [--device cpu|gpu] [--studies 1,2,3] [--reps 3]
         [--rosenbrock-runs 10000] [--rosenbrock-steps 1000] [--rosenbrock-loop-runs 100]
-        [--mlp-runs 1024] [--mlp-steps 100] [--mlp-loop-runs 16]
+        [--mlp-runs 1024] [--mlp-steps 100] [--mlp-loop-runs 16] [--no-jax]
         [--dask-runs N] [--dask-chunk-size 64] [--dask-reps 1] [--json out.json]
+
+On one large GPU (benchmarks/gpu_check.sh)::
+
+    python benchmarks/bench_study.py --device gpu --reps 1 --rosenbrock-runs 1000000
+        --rosenbrock-loop-runs 10 --mlp-runs 65536 --mlp-loop-runs 8 --dask-runs 16384
+        --dask-chunk-size 4096 --json out.json
 
 Everything runs in one process (the Dask studies start their own worker processes),
 so the ratios compare implementations under the same machine state; repetitions are
