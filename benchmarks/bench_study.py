@@ -224,16 +224,9 @@ def load():
     return tuple(round(x, 2) for x in os.getloadavg())
 
 
-# ---------------------------------------------------------------------------
-# Study 1: Rosenbrock
-
-
-def study_rosenbrock(args, device, xp, log):
-    spec = load_spec(rosenbrock_study(args.rosenbrock_runs, args.rosenbrock_steps, device))
-    chunk = whole_chunk(spec)
-    warm_up(spec)
-    subset = loop_subset(spec, args.rosenbrock_loop_runs)
-    out = {}
+def engine_and_loop(spec, chunk, subset, xp, out):
+    """Timed callables: the engine on the whole chunk, and the per-run loop on
+    ``subset``; each returns its seconds and leaves its results in ``out``."""
 
     def run_engine():
         res = engine.run_chunk(spec, chunk)
@@ -244,6 +237,21 @@ def study_rosenbrock(args, device, xp, log):
         s, finals = per_run_loop(spec, subset, xp)
         out["loop_finals"] = finals
         return s
+
+    return run_engine, run_loop
+
+
+# ---------------------------------------------------------------------------
+# Study 1: Rosenbrock
+
+
+def study_rosenbrock(args, device, xp, log):
+    spec = load_spec(rosenbrock_study(args.rosenbrock_runs, args.rosenbrock_steps, device))
+    chunk = whole_chunk(spec)
+    warm_up(spec)
+    subset = loop_subset(spec, args.rosenbrock_loop_runs)
+    out = {}
+    run_engine, run_loop = engine_and_loop(spec, chunk, subset, xp, out)
 
     before = load()
     times = interleave({"engine": run_engine, "loop": run_loop}, args.reps)
@@ -335,16 +343,7 @@ def study_mlp(args, device, xp, log):
     warm_up(spec)
     subset = loop_subset(spec, args.mlp_loop_runs)
     out = {}
-
-    def run_engine():
-        res = engine.run_chunk(spec, chunk)
-        out["runs"] = res.runs
-        return res.seconds
-
-    def run_loop():
-        s, finals = per_run_loop(spec, subset, xp)
-        out["loop_finals"] = finals
-        return s
+    run_engine, run_loop = engine_and_loop(spec, chunk, subset, xp, out)
 
     cases = {"engine": run_engine, "loop": run_loop}
     use_jax, jax_note = jax_status(device) if not args.no_jax else (False, "--no-jax")
