@@ -91,6 +91,7 @@ def array_module(*named: tuple[str, object]) -> ModuleType:
     NumPy arrays and Python scalars give NumPy; CuPy arrays give CuPy. Mixing the two
     is a ``TypeError`` naming one argument of each kind.
     """
+    forced = forced_numpy()  # also refuses a misspelt GPUOPT_BACKEND on the NumPy path
     numpy_name = cupy_name = None
     for name, a in named:
         if is_cupy_array(a):
@@ -104,10 +105,9 @@ def array_module(*named: tuple[str, object]) -> ModuleType:
             f"{numpy_name} is a NumPy array but {cupy_name} is a CuPy array: "
             "hand all arrays of one call on the same device"
         )
-    cp = cupy_module()
-    if cp is None:
+    if forced:
         raise TypeError(f"{cupy_name} is a CuPy array, but GPUOPT_BACKEND=numpy forbids CuPy")
-    return cp
+    return _import_cupy()
 
 
 def get_xp(device: str = "auto") -> ModuleType:

@@ -130,3 +130,13 @@ def test_public_names():
         assert hasattr(go, name), name
     assert set(go.OPTIMIZERS) >= {"sgd", "heavy_ball", "nesterov", "newton", "adagrad", "rmsprop",
                                   "adadelta", "adam", "adamw"}
+
+
+def test_misspelt_backend_variable_is_refused_on_the_numpy_path_too(monkeypatch):
+    import gpuopt as go
+
+    monkeypatch.setenv("GPUOPT_BACKEND", "nunpy")
+    x = np.zeros(3)
+    with pytest.raises(ValueError, match="GPUOPT_BACKEND"):
+        go.SGD(lr=0.1).step(x, np.ones(3), go.SGD(lr=0.1).init(x))
+    assert not x.any()  # refused before anything changed
