@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 _PARAM = re.compile(r"^\s*([TF])\s+([A-Za-z_]\w*)(?:\s+if\s+(!?)([A-Z_][A-Z0-9_]*))?\s*$")
 _HEADER = re.compile(r"^\s*//\s*(in|out):(.*)$")
 _DIRECTIVE = re.compile(r"^\s*#\s*(if|else|endif)\b\s*(!?)\s*([A-Z_][A-Z0-9_]*)?\s*$")
@@ -196,9 +198,32 @@ def variant(name: str, flags: frozenset[str] = frozenset()) -> Kernel:
     return source(name).specialize(flags)
 
 
+def elementwise_signature(kernel: Kernel, dtype) -> tuple[str, str, str, str]:
+    """``(in_params, out_params, preamble, name)`` for ``cupy.ElementwiseKernel`` of a
+    variant whose arrays are stored in ``dtype``.
+
+    ``T`` stays a type placeholder, bound by the arrays. ``F`` cannot be one: CuPy binds
+    placeholders from array arguments only, and with every hyperparameter a scalar
+    nothing would bind it. So the ``F`` parameters are declared with the concrete
+    compute dtype (float32 for float16 and float32 storage, float64 for float64), which
+    makes CuPy cast the scalars to it, and the preamble names it ``F`` for the body.
+    """
+    compute = np.dtype(np.float32) if np.dtype(dtype) in (np.float16, np.float32) else np.dtype(np.float64)
+    if np.dtype(dtype) not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"kernel {kernel.name!r}: dtype must be float16, float32 or float64, not {dtype}")
+    c_type = "float" if compute == np.float32 else "double"
+
+    def params(ps):
+        return ", ".join(f"{compute.name if p.type == 'F' else p.type} {p.name}" for p in ps)
+
+    return (params(kernel.inputs), params(kernel.outputs), f"typedef {c_type} F;\n",
+            f"{kernel.cuda_name}_{c_type}")
+
+
 @functools.cache
-def cupy_kernel(name: str, flags: frozenset[str] = frozenset()):
-    """The ``cupy.ElementwiseKernel`` of a variant, built once per process.
+def cupy_kernel(name: str, flags: frozenset[str] = frozenset(), dtype=np.dtype(np.float32)):
+    """The ``cupy.ElementwiseKernel`` of a variant for arrays stored in ``dtype``,
+    built once per process.
 
     CuPy compiles an ElementwiseKernel lazily, once per combination of argument
     dtypes, and keeps the module; caching the kernel object here therefore means a
@@ -206,5 +231,6 @@ def cupy_kernel(name: str, flags: frozenset[str] = frozenset()):
     """
     import cupy
 
-    k = variant(name, flags)
-    return cupy.ElementwiseKernel(k.in_params, k.out_params, k.body, k.cuda_name)
+    in_params, out_params, preamble, cuda_name = elementwise_signature(variant(name, flags), dtype)
+    return cupy.ElementwiseKernel(in_params, out_params, variant(name, flags).body, cuda_name,
+                                  preamble=preamble)

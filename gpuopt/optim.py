@@ -441,7 +441,7 @@ class ElementwiseOptimizer(Optimizer):
             if xp is np:
                 self._numpy_apply(p, g, s, h)
             else:
-                k = kernels.cupy_kernel(self.kernel, self._variant.flags)
+                k = kernels.cupy_kernel(self.kernel, self._variant.flags, p.dtype)
                 k(*[g if q.name == "g" else h[q.name] for q in self._variant.inputs],
                   p, *[s[n] for n in self.state_names])
             self.launches += 1

@@ -360,3 +360,23 @@ def test_kernel_cupy_matches_numpy(case, dtype):
                                        rtol=rtol, atol=rtol, equal_nan=True,
                                        err_msg=f"{case[0]}, {label}: {name!r} (CuPy vs NumPy)")
         assert opt_cp.launches == 3 and opt_np.launches == 3
+
+
+@pytest.mark.parametrize("dtype, compute, ctype", [(np.float16, "float32", "float"),
+                                                   (np.float32, "float32", "float"),
+                                                   (np.float64, "float64", "double")])
+def test_kernel_cupy_signature_fixes_the_compute_type(dtype, compute, ctype):
+    # CuPy binds a type placeholder only from array arguments: F, which only scalar
+    # hyperparameters carry, must be declared with a concrete dtype (and named F in
+    # the preamble for the body), while T stays a placeholder bound by the arrays.
+    for name in kernels.kernel_names():
+        src = kernels.source(name)
+        k = src.specialize(src.flags)
+        in_params, out_params, preamble, cuda_name = kernels.elementwise_signature(k, dtype)
+        params = [p.split() for p in (in_params + ", " + out_params).split(", ")]
+        want = [(compute if p.type == "F" else "T", p.name) for p in k.inputs + k.outputs]
+        assert [tuple(p) for p in params] == want, name
+        assert preamble.strip() == f"typedef {ctype} F;"
+        assert cuda_name.endswith(ctype) and cuda_name.isidentifier()
+    with pytest.raises(TypeError, match="dtype"):
+        kernels.elementwise_signature(k, np.int32)

@@ -347,7 +347,7 @@ def _prepare(name, z, out, dout, deriv):
 
 def _launch(name, z, a, da):
     flags = frozenset({"DERIV"}) if da is not None else frozenset()
-    k = kernels.cupy_kernel(f"act_{name}", flags)
+    k = kernels.cupy_kernel(f"act_{name}", flags, z.dtype)
     cd = backend.compute_dtype(z.dtype).type
     values = _kernel_scalars(name)
     scalars = [cd(values[p.name]) for p in kernels.variant(f"act_{name}", flags).inputs[1:]]
