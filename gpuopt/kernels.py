@@ -221,7 +221,7 @@ def elementwise_signature(kernel: Kernel, dtype) -> tuple[str, str, str, str]:
 
 
 @functools.cache
-def cupy_kernel(name: str, flags: frozenset[str] = frozenset(), dtype=np.dtype(np.float32)):
+def cupy_kernel(name: str, flags: frozenset[str], dtype):
     """The ``cupy.ElementwiseKernel`` of a variant for arrays stored in ``dtype``,
     built once per process.
 
