@@ -22,6 +22,11 @@ same way. Flags are resolved here, in Python, so that the text handed to a compi
 is plain C: the same text compiles with nvcc for the GPU and with a host C++
 compiler for the CPU test harness (``tests/kernel_harness.py``).
 
+On CuPy (``cupy_kernel``) ``T`` stays a type placeholder, bound by the arrays, while
+the ``F`` parameters are declared with the concrete compute dtype and ``F`` is named
+by a ``typedef`` in the preamble (``elementwise_signature``): CuPy binds placeholders
+from array arguments only, and hyperparameters are usually scalars.
+
 The files live in the top-level ``kernels/`` folder of the source tree; the wheel
 ships them as ``gpuopt/_kernels``.
 """
