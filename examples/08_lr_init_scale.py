@@ -43,13 +43,18 @@ study_file = os.path.join(here, "08_lr_init_scale_quick.toml" if args.quick else
 claims = Claims("Claim 8: learning rate x init scale, deep tanh MLP")
 
 # --- the study, through the command line ------------------------------------------------
-out = tempfile.mkdtemp(prefix="gpuopt-08-")
-command = [sys.executable, "-m", "gpuopt.cli", "run", study_file, "--out", out, "--cluster", "none",
+work = tempfile.mkdtemp(prefix="gpuopt-08-")
+out = os.path.join(work, "results")
+# The study file names no device; the copy that runs asks for the one given here.
+run_file = os.path.join(work, os.path.basename(study_file))
+with open(study_file) as f, open(run_file, "w") as g:
+    g.write(f.read().replace("[study]\n", f'[study]\ndevice = "{args.device}"\n', 1))
+command = [sys.executable, "-m", "gpuopt.cli", "run", run_file, "--out", out, "--cluster", "none",
            "--no-progress"]
 print("$ gpuopt run", os.path.relpath(study_file), "--out", out, "--cluster none")
 subprocess.run(command, check=True)
 runs = go.load_results(out)
-shutil.rmtree(out, ignore_errors=True)
+shutil.rmtree(work, ignore_errors=True)
 spec = go.load_spec(study_file)
 problem = spec.make_problem()
 depth = len(problem.widths) - 2  # hidden layers

@@ -36,6 +36,7 @@ conventions where the papers leave a choice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import ClassVar
@@ -338,7 +339,7 @@ class Optimizer:
         ps, single = _as_list(params, "params")
         xp = backend.array_module(*((f"params[{i}]", p) for i, p in enumerate(ps)))
         for key in ("step", "skipped"):
-            v = np.asarray(saved[key], dtype=np.int64)
+            v = np.asarray(backend.to_numpy(saved[key]), dtype=np.int64)
             if v.shape != fresh[key].shape:
                 raise ValueError(f"saved {key!r} has shape {v.shape}, expected {fresh[key].shape}")
             fresh[key] = v.copy()
@@ -348,7 +349,8 @@ class Optimizer:
                 key = sname if single else f"{sname}.{i}"
                 if key not in saved:
                     raise ValueError(f"saved state has no {key!r}")
-                v = np.asarray(saved[key])
+                # to_numpy: numpy.asarray raises TypeError on a CuPy array
+                v = backend.to_numpy(saved[key])
                 if v.shape != b.shape or v.dtype != b.dtype:
                     raise ValueError(f"saved {key!r} is {v.dtype}{list(v.shape)}, params need "
                                      f"{b.dtype}{list(b.shape)}")
@@ -1069,7 +1071,8 @@ class Newton(Optimizer):
         if hessian is not None:
             a = hessian.astype(cd) + xp.asarray(damping)[..., None] * xp.eye(p.shape[-1], dtype=cd)
             try:
-                d = xp.linalg.solve(a, g.astype(cd)[..., None])[..., 0]
+                with _linalg_raises(xp):
+                    d = xp.linalg.solve(a, g.astype(cd)[..., None])[..., 0]
             except np.linalg.LinAlgError:
                 d = (xp.linalg.pinv(a) @ g.astype(cd)[..., None])[..., 0]
         else:
@@ -1102,6 +1105,20 @@ class Newton(Optimizer):
             d = r + xp.where(active, rs_new / xp.where(rs > 0, rs, 1), 0) * d
             rs = rs_new
         return x
+
+
+def _linalg_raises(xp):
+    """A context in which a singular ``xp.linalg.solve`` raises ``LinAlgError``.
+
+    NumPy always raises. CuPy by default skips the cuSOLVER/cuBLAS info check (it
+    would synchronize) and returns Inf/NaN for a singular system, so the pinv
+    fallback would never run; ``cupyx.errstate(linalg="raise")`` turns the check on
+    (cupy/linalg/_util.py, ``_check_cusolver_dev_info_if_synchronization_allowed``)."""
+    if xp is np:
+        return contextlib.nullcontext()
+    import cupyx
+
+    return cupyx.errstate(linalg="raise")
 
 
 # Every optimizer by its method name (``minimize(method=...)``, study files).
