@@ -396,7 +396,9 @@ class ElementwiseOptimizer(Optimizer):
             self._static_for(p, xp)
 
     def _static_for(self, p, xp):
-        key = (xp.__name__, p.shape, p.dtype)
+        # Per device too: hyperparameter arrays live on one GPU, and one optimizer may
+        # step parameters on several.
+        key = (xp.__name__, str(getattr(p, "device", "")), p.shape, p.dtype)
         hit = self._static_cache.get(key)
         if hit is None:
             cd = backend.compute_dtype(p.dtype)
