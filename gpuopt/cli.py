@@ -80,11 +80,11 @@ def info() -> dict:
     if out["cupy"] == "not installed":
         # CuPy ships as cupy-cuda12x / cupy-cuda13x distributions.
         out["cupy"] = b["cupy"] or "not installed"
-    from .cluster import _cores
+    from .parallel import usable_cores
 
     out["backend"] = b["default_backend"] + (" (GPUOPT_BACKEND=numpy)" if b["forced_numpy"] else "")
     out["gpus"] = ", ".join(f"{i}: {name}" for i, name in enumerate(b["devices"])) or "none"
-    out["cores"] = _cores()
+    out["cores"] = usable_cores()
     return out
 
 

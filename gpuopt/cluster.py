@@ -38,7 +38,7 @@ import re
 import sys
 import time
 
-from . import backend, engine
+from . import backend, engine, parallel
 from .store import Store, StoreError
 
 CLUSTERS = ("none", "local", "cuda", "slurm")
@@ -89,13 +89,6 @@ def run_chunk_task(spec, chunk, out: str) -> dict:
 # Clusters
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _uses_gpu(spec) -> bool:
     return spec.device != "cpu" and backend.gpu_available()
 
@@ -125,7 +118,7 @@ def _local_cluster(spec, workers, dashboard):
             return _gpu_process_cluster(min(workers or n, n), dashboard)
         return LocalCUDACluster(n_workers=min(workers or n, n), threads_per_worker=1,
                                 dashboard_address=dashboard)
-    return LocalCluster(n_workers=workers or _cores(), threads_per_worker=1, processes=True,
+    return LocalCluster(n_workers=workers or parallel.usable_cores(), threads_per_worker=1, processes=True,
                         host="127.0.0.1", dashboard_address=dashboard, env=dict(_WORKER_ENV))
 
 

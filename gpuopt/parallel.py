@@ -36,6 +36,11 @@ def num_threads() -> int:
             return max(1, int(value))
         except ValueError:
             raise ValueError(f"{NUM_THREADS_ENV} must be an integer, got {value!r}") from None
+    return usable_cores()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity mask where the OS has one."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
